@@ -1,0 +1,119 @@
+"""Database access for a nameko service: one engine per service, one session per worker.
+
+The session commits when the service method returns, before nameko sends the
+RPC reply or acknowledges the event. (nameko calls dependency
+``worker_result`` hooks only *after* the reply is sent, so committing there
+would acknowledge writes that might still fail.) An exception rolls back.
+"""
+import logging
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, event, MetaData
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from crm_common.config import db_url, env_bool
+
+log = logging.getLogger(__name__)
+
+# Tables of the shared mechanisms (outbox, processed events) that every
+# service database holds beside its own tables.
+kernel_metadata = MetaData()
+
+OUTBOX_WRITTEN = "crm_outbox_written"
+
+
+def make_engine(url, pool_size=10):
+    """An engine tuned for the backend: SQLite files get WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            poolclass=StaticPool if in_memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def make_session_factory(engine):
+    # Objects stay readable after commit: entrypoints serialise them after the commit.
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+class Database(DependencyProvider):
+    """Gives each worker a SQLAlchemy session on the service's own database.
+
+    ``migrations`` names the service's alembic package; the schema is brought
+    to head when the service starts (CRM_MIGRATE_ON_START, on by default).
+    After a commit that wrote outbox rows, the outbox relay is woken so events
+    go out at once instead of at the next poll.
+    """
+
+    def __init__(self, migrations=None):
+        self.migrations = migrations
+        self.sessions = {}
+        self.relay = None
+
+    def setup(self):
+        service_name = self.container.service_name
+        self.url = self.container.config.get("DB_URL") or db_url(service_name)
+        if self.migrations and env_bool("CRM_MIGRATE_ON_START", True):
+            from crm_common.migrate import upgrade
+
+            upgrade(self.migrations, self.url)
+        # Enough connections for every worker plus the outbox relay.
+        self.engine = make_engine(self.url, pool_size=self.container.max_workers + 2)
+        self.Session = make_session_factory(self.engine)
+
+        from crm_common.outbox import OutboxRelay
+
+        self.relay = OutboxRelay(self.Session, self.container.config, service_name)
+
+    def start(self):
+        self.container.spawn_managed_thread(self.relay.run, identifier="outbox_relay")
+
+    def stop(self):
+        self.relay.stop()
+        self.engine.dispose()
+
+    def kill(self):
+        self.relay.stop()
+
+    def get_dependency(self, worker_ctx):
+        session = self.Session()
+        self.sessions[worker_ctx] = session
+        return session
+
+    def worker_setup(self, worker_ctx):
+        session = self.sessions[worker_ctx]
+        service = worker_ctx.service
+        method_name = worker_ctx.entrypoint.method_name
+        method = getattr(service, method_name)
+        relay = self.relay
+
+        def run_and_commit(*args, **kwargs):
+            result = method(*args, **kwargs)
+            session.commit()
+            if session.info.pop(OUTBOX_WRITTEN, False):
+                relay.kick()
+            return result
+
+        # nameko looks the method up after worker_setup: this instance
+        # attribute makes it run inside the unit of work.
+        setattr(service, method_name, run_and_commit)
+
+    def worker_teardown(self, worker_ctx):
+        session = self.sessions.pop(worker_ctx, None)
+        if session is not None:
+            session.close()  # rolls back anything not committed

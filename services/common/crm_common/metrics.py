@@ -1,0 +1,82 @@
+"""Prometheus metrics shared by every service (one process serves one service).
+
+Names follow ARCHITECTURE.md section 6. Labels never carry user ids, emails or
+record ids: only service, method, route template, event type and outcome.
+"""
+import time
+
+from nameko.extensions import DependencyProvider
+from nameko.rpc import Rpc
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+# Buckets bracket the API latency targets: 10 ms ... 5 s.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+
+RPC_REQUESTS = Counter(
+    "crm_rpc_requests_total", "RPC requests served", ["service", "method", "outcome"]
+)
+RPC_DURATION = Histogram(
+    "crm_rpc_duration_seconds", "Time to serve an RPC request", ["service", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+EVENTS_PUBLISHED = Counter(
+    "crm_events_published_total", "Events published from the outbox", ["service", "type"]
+)
+EVENTS_CONSUMED = Counter(
+    "crm_events_consumed_total",
+    "Events handled, by outcome: ok, duplicate (already processed), retry, dead_letter",
+    ["service", "type", "outcome"],
+)
+OUTBOX_PENDING = Gauge("crm_outbox_pending", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "crm_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row", ["service"]
+)
+WORKERS_IN_USE = Gauge("crm_workers_in_use", "Workers currently running", ["service"])
+WORKERS_MAX = Gauge("crm_workers_max", "Size of the worker pool", ["service"])
+HTTP_REQUESTS = Counter(
+    "crm_http_requests_total", "HTTP requests served by the gateway", ["route", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "crm_http_request_duration_seconds", "Time to serve an HTTP request", ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def exposition():
+    """The body and content type of a /metrics response."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class Metrics(DependencyProvider):
+    """Times every worker; counts RPC requests by method and outcome."""
+
+    def __init__(self):
+        self.started = {}
+
+    def setup(self):
+        self.service_name = self.container.service_name
+        WORKERS_MAX.labels(self.service_name).set(self.container.max_workers)
+
+    def get_dependency(self, worker_ctx):
+        return None
+
+    def worker_setup(self, worker_ctx):
+        self.started[worker_ctx] = time.perf_counter()
+        WORKERS_IN_USE.labels(self.service_name).inc()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        started = self.started.pop(worker_ctx, None)
+        WORKERS_IN_USE.labels(self.service_name).dec()
+        if started is None or not isinstance(worker_ctx.entrypoint, Rpc):
+            return
+        method = worker_ctx.entrypoint.method_name
+        outcome = "success" if exc_info is None else _outcome_of(exc_info[1])
+        RPC_REQUESTS.labels(self.service_name, method, outcome).inc()
+        RPC_DURATION.labels(self.service_name, method).observe(time.perf_counter() - started)
+
+
+def _outcome_of(exc):
+    # A refused request (bad input, not found, conflict) is the caller's
+    # error, not the service's: SRE error ratios count only "error".
+    status = getattr(exc, "status", 500)
+    return "client_error" if 400 <= status < 500 else "error"

@@ -1,0 +1,173 @@
+"""The transactional outbox: an event is stored with the change that caused it.
+
+``record_event`` adds the envelope to the ``crm_outbox`` table in the caller's
+session, so the state change and its event commit (or roll back) together.
+The ``OutboxRelay`` publishes committed rows in order and marks them sent. A
+crash between commit and publish loses nothing: the row is still pending and
+goes out on the next pass. A crash between publish and marking can publish a
+row twice, which is why every consumer is idempotent.
+"""
+import logging
+
+import eventlet
+from eventlet.event import Event
+from nameko.amqp.publish import Publisher
+from nameko.constants import HEADER_PREFIX
+from nameko.standalone.events import get_event_exchange
+from sqlalchemy import Column, Index, Integer, String, Table, Text, func, select, text, update
+
+from crm_common import jsonutil, metrics
+from crm_common.context import RequestContext
+from crm_common.db import OUTBOX_WRITTEN, kernel_metadata
+from crm_common.events import make_envelope
+from crm_common.types import UtcDateTime, utcnow
+
+log = logging.getLogger(__name__)
+
+outbox_table = Table(
+    "crm_outbox",
+    kernel_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_type", String(100), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    # Only pending rows are ever scanned: keep that index small.
+    Index("ix_crm_outbox_pending", "id",
+          postgresql_where=text("published_at IS NULL"), sqlite_where=text("published_at IS NULL")),
+)
+
+
+def record_event(session, producer, event_type, data, context: RequestContext, version=1):
+    """Store an event in the caller's transaction; it is published after commit."""
+    envelope = make_envelope(producer, event_type, data, context, version)
+    session.execute(outbox_table.insert().values(
+        event_id=envelope["event_id"],
+        event_type=event_type,
+        payload=jsonutil.dumps(envelope),
+        created_at=utcnow(),
+        attempts=0,
+    ))
+    session.info[OUTBOX_WRITTEN] = True
+    return envelope
+
+
+def context_headers(envelope):
+    """nameko context headers, so a consumer's worker sees the original request and actor."""
+    actor = envelope.get("actor") or {}
+    values = {
+        "request_id": envelope.get("request_id"),
+        "user_id": actor.get("user_id"),
+        "user_role": actor.get("role"),
+        "team_id": actor.get("team_id"),
+    }
+    return {f"{HEADER_PREFIX}.{key}": value for key, value in values.items() if value is not None}
+
+
+def publish_pending(session, publish, batch_size=200):
+    """Publish up to ``batch_size`` pending rows, oldest first; returns how many went out.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED so that several
+    instances of a service relay different rows instead of the same ones.
+    """
+    rows = session.execute(
+        select(outbox_table.c.id, outbox_table.c.event_type, outbox_table.c.payload)
+        .where(outbox_table.c.published_at.is_(None))
+        .order_by(outbox_table.c.id)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    ).all()
+    sent = 0
+    for row in rows:
+        envelope = jsonutil.loads(row.payload)
+        try:
+            publish(envelope)
+        except Exception as exc:
+            # Keep order: stop at the first failure and retry from here next pass.
+            session.execute(update(outbox_table).where(outbox_table.c.id == row.id).values(
+                attempts=outbox_table.c.attempts + 1, last_error=repr(exc)[:2000]))
+            session.commit()
+            raise
+        session.execute(update(outbox_table).where(outbox_table.c.id == row.id).values(
+            published_at=utcnow(), attempts=outbox_table.c.attempts + 1))
+        sent += 1
+    session.commit()
+    return sent
+
+
+def pending_stats(session):
+    """(number of pending rows, created_at of the oldest one or None)."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(outbox_table.c.created_at))
+        .where(outbox_table.c.published_at.is_(None))
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = UtcDateTime().process_result_value(oldest, None)
+    return count, oldest
+
+
+class OutboxRelay:
+    """Publishes a service's outbox: woken after each commit that wrote events,
+    and every ``poll_interval`` seconds in case a wake-up was missed (a crash,
+    another instance's rows, a broker outage)."""
+
+    def __init__(self, session_factory, config, service_name, poll_interval=1.0):
+        self.session_factory = session_factory
+        self.service_name = service_name
+        self.poll_interval = poll_interval
+        # The same exchange nameko's EventDispatcher declares, so nameko
+        # @event_handler consumers bind to it as usual.
+        self.exchange = get_event_exchange(service_name, config)
+        self.publisher = Publisher(config["AMQP_URI"], serializer="json", declare=[self.exchange])
+        self._wake = Event()
+        self._running = False
+
+    def kick(self):
+        if not self._wake.ready():
+            self._wake.send(True)
+
+    def stop(self):
+        self._running = False
+        self.kick()
+
+    def publish(self, envelope):
+        self.publisher.publish(
+            envelope,
+            exchange=self.exchange,
+            routing_key=envelope["type"],
+            extra_headers=context_headers(envelope),
+        )
+        metrics.EVENTS_PUBLISHED.labels(self.service_name, envelope["type"]).inc()
+
+    def relay_once(self):
+        """Publish everything pending; returns how many events went out."""
+        total = 0
+        with self.session_factory() as session:
+            while True:
+                sent = publish_pending(session, self.publish)
+                total += sent
+                if sent == 0:
+                    break
+            count, oldest = pending_stats(session)
+        metrics.OUTBOX_PENDING.labels(self.service_name).set(count)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0
+        metrics.OUTBOX_OLDEST_AGE.labels(self.service_name).set(age)
+        return total
+
+    def run(self):
+        self._running = True
+        backoff = self.poll_interval
+        while self._running:
+            try:
+                self.relay_once()
+                backoff = self.poll_interval
+            except Exception:
+                log.exception("outbox relay of %s failed; retrying in %.1fs",
+                              self.service_name, backoff)
+                backoff = min(backoff * 2, 30.0)
+            with eventlet.Timeout(backoff, False):
+                self._wake.wait()
+            self._wake = Event()

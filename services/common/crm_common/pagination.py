@@ -1,0 +1,70 @@
+"""Cursor (keyset) pagination, the same for every list in every service.
+
+A cursor is opaque to clients: base64 of the sort value and id of the last
+row seen. Keyset pages stay fast and stable while rows are inserted, where
+OFFSET pages slow down and skip or repeat rows.
+"""
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+
+from crm_common.errors import ValidationFailed
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def check_limit(limit):
+    if limit is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(limit)
+    except (TypeError, ValueError):
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed("limit is out of range",
+                               {"limit": [f"Must be between 1 and {MAX_LIMIT}."]})
+    return limit
+
+
+def encode_cursor(sort_value, row_id):
+    if isinstance(sort_value, datetime):
+        sort_value = {"dt": sort_value.isoformat()}
+    raw = json.dumps([sort_value, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor):
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        sort_value, row_id = json.loads(raw)
+        if isinstance(sort_value, dict):
+            sort_value = datetime.fromisoformat(sort_value["dt"])
+        return sort_value, row_id
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise ValidationFailed("cursor is not valid", {"cursor": ["Not a valid cursor."]})
+
+
+def keyset_page(session, statement, sort_column, id_column, descending, limit, cursor=None):
+    """Run ``statement`` one page at a time: returns (rows, next_cursor or None)."""
+    if cursor:
+        value, last_id = decode_cursor(cursor)
+        if descending:
+            after = or_(sort_column < value, and_(sort_column == value, id_column < last_id))
+        else:
+            after = or_(sort_column > value, and_(sort_column == value, id_column > last_id))
+        statement = statement.where(after)
+    if descending:
+        statement = statement.order_by(sort_column.desc(), id_column.desc())
+    else:
+        statement = statement.order_by(sort_column.asc(), id_column.asc())
+    rows = session.execute(statement.limit(limit + 1)).scalars().all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(getattr(last, sort_column.key), getattr(last, id_column.key))
+    return rows, next_cursor
