@@ -24,7 +24,7 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_CONSUMED = Counter(
     "crm_events_consumed_total",
-    "Events handled, by outcome: ok, duplicate (already processed), retry, dead_letter",
+    "Events handled, by outcome: ok (including redelivered duplicates), retry, dead_letter",
     ["service", "type", "outcome"],
 )
 OUTBOX_PENDING = Gauge("crm_outbox_pending", "Outbox rows not yet published", ["service"])

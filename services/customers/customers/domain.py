@@ -9,6 +9,7 @@ from crm_common.context import RequestContext
 from crm_common.errors import Forbidden, NotFound, ValidationFailed, VersionMismatch
 from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page
+from crm_common.permissions import visibility
 from crm_common.types import utcnow
 from crm_common.validation import load
 
@@ -27,14 +28,7 @@ def to_dict(customer):
 
 def visible_to(context: RequestContext):
     """The SQL condition for the customers this caller may see (None: all)."""
-    if context.role == "sales":
-        return Customer.owner_id == context.user_id
-    if context.role == "manager":
-        return or_(Customer.owner_team_id == context.team_id, Customer.owner_id == context.user_id)
-    if context.role in ("admin", "system", "support", "viewer"):
-        return None
-    # An unknown role sees nothing rather than everything.
-    return Customer.id.is_(None)
+    return visibility(context, Customer.owner_id, Customer.owner_team_id)
 
 
 class CustomerBook:
@@ -165,11 +159,14 @@ class CustomerBook:
         record_event(self.session, PRODUCER, "customer.deleted", to_dict(customer), self.context)
 
     def _record_assignment(self, customer, previous_owner_id):
+        # The version lets consumers order this against the customer's snapshots.
         record_event(self.session, PRODUCER, "customer.assigned", {
             "customer_id": customer.id,
             "name": customer.name,
             "owner_id": customer.owner_id,
+            "owner_team_id": customer.owner_team_id,
             "previous_owner_id": previous_owner_id,
+            "version": customer.version,
         }, self.context)
 
     def _flush_versioned(self, customer_id):

@@ -33,6 +33,7 @@ def test_create_normalises_input_and_records_created_and_assigned(session, as_al
     assert published[0]["actor"] == {"user_id": ALICE, "role": "sales", "team_id": "east"}
     assert published[0]["request_id"] == "r-alice"
     assert published[1]["data"]["owner_id"] == ALICE
+    assert published[1]["data"]["version"] == 1
 
 
 @pytest.mark.parametrize("body, field", [

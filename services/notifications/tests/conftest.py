@@ -1,0 +1,49 @@
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from crm_common.context import RequestContext
+from crm_common.testing import memory_session
+
+from notifications.models import Base
+
+ALICE = "00000000-0000-4000-8000-00000000000a"  # sales, team east
+BOB = "00000000-0000-4000-8000-00000000000b"    # sales, team west
+ADMIN = "00000000-0000-4000-8000-0000000000ad"
+
+
+@pytest.fixture
+def session():
+    session = memory_session(Base.metadata)
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def as_alice():
+    return RequestContext(request_id="r-alice", user_id=ALICE, role="sales", team_id="east")
+
+
+@pytest.fixture
+def as_bob():
+    return RequestContext(request_id="r-bob", user_id=BOB, role="sales", team_id="west")
+
+
+@pytest.fixture
+def assigned():
+    """A customer.assigned envelope as the customers service's outbox publishes it."""
+    def make(owner_id=ALICE, actor_id=ADMIN, name="Acme Ltd", previous_owner_id=None,
+             customer_id=None, role="admin"):
+        return {
+            "event_id": str(uuid.uuid4()),
+            "type": "customer.assigned",
+            "version": 1,
+            "occurred_at": datetime.now(timezone.utc).isoformat(),
+            "producer": "customers",
+            "actor": {"user_id": actor_id, "role": role, "team_id": None},
+            "request_id": "r-" + uuid.uuid4().hex[:8],
+            "data": {"customer_id": customer_id or str(uuid.uuid4()), "name": name,
+                     "owner_id": owner_id, "previous_owner_id": previous_owner_id},
+        }
+    return make

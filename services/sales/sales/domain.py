@@ -1,0 +1,107 @@
+"""Sales' replica of the customers it sells to, and the rules later sales features rely on.
+
+Plain Python over a SQLAlchemy session; nothing here knows about nameko.
+"""
+import logging
+
+from sqlalchemy import select
+
+from crm_common.consumer import first_delivery
+from crm_common.errors import ValidationFailed
+from crm_common.readmodel import upsert_if_newer
+from crm_common.validation import load
+
+from sales.models import CustomerReplica
+from sales.schemas import CustomerAssigned, CustomerSnapshot
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_EVENTS = ("customer.created", "customer.updated", "customer.deleted")
+UNKNOWN_CUSTOMER = "Unknown or deleted customer."
+
+
+class CustomerReplicaFeed:
+    """Keeps ``customer_replica`` in step with the customers service's events.
+
+    Each event is applied once (its id is recorded in the same transaction as
+    the change). Snapshots (created/updated/deleted) carry the customer's
+    version and are the authority: a row only ever moves to a newer version,
+    and an update or delete that arrives before the create inserts the row
+    (the late create is then ignored as older).
+    """
+
+    def __init__(self, session):
+        self.session = session
+
+    def apply_snapshot(self, envelope):
+        """Apply customer.created/updated/deleted; True if the replica changed."""
+        if envelope.get("type") not in SNAPSHOT_EVENTS:
+            raise ValidationFailed(f"Not a customer snapshot event: {envelope.get('type')!r}.",
+                                   {"type": ["Unexpected event type."]})
+        snapshot = load(CustomerSnapshot(), envelope.get("data"))
+        if not first_delivery(self.session, envelope):
+            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
+            return False
+        values = {
+            "name": snapshot["name"],
+            "owner_id": snapshot["owner_id"],
+            "owner_team_id": snapshot["owner_team_id"],
+            "deleted": envelope["type"] == "customer.deleted" or snapshot["deleted_at"] is not None,
+            "version": snapshot["version"],
+        }
+        return self._apply(envelope, snapshot["id"], values)
+
+    def apply_assigned(self, envelope):
+        """Apply customer.assigned: the customer's owner as of the version it names.
+
+        An assignment is the owner part of the snapshot of that version, so it
+        is ordered against the snapshots by the same version rule. If it
+        overtakes the create, it inserts the row (a customer being assigned is
+        not deleted) and the create of the same version is then skipped.
+        """
+        data = load(CustomerAssigned(), envelope.get("data"))
+        if not first_delivery(self.session, envelope):
+            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
+            return False
+        values = {
+            "name": data["name"],
+            "owner_id": data["owner_id"],
+            "owner_team_id": data["owner_team_id"],
+            "deleted": False,
+            "version": data["version"],
+        }
+        return self._apply(envelope, data["customer_id"], values)
+
+    def _apply(self, envelope, customer_id, values):
+        changed = upsert_if_newer(self.session, CustomerReplica, CustomerReplica.id, customer_id, values)
+        if not changed:
+            log.info("skipping %s %s: customer %s v%s is not newer than the replica",
+                     envelope["type"], envelope["event_id"], customer_id, values["version"])
+        return changed
+
+
+def find_active_customer(session, customer_id):
+    """The replica row of a known, not deleted customer, or None."""
+    if not isinstance(customer_id, str) or not customer_id:
+        return None
+    return session.execute(
+        select(CustomerReplica).where(CustomerReplica.id == customer_id,
+                                      CustomerReplica.deleted.is_(False))
+    ).scalar_one_or_none()
+
+
+def require_active_customer(session, customer_id):
+    """The replica row of ``customer_id``; ValidationFailed (422) if unknown or deleted.
+
+    For sales records that name a customer (opportunities, quotes, orders).
+    It answers from the replica, so a customer created a moment ago may not
+    be known yet: the caller's error says which field to correct.
+    """
+    customer = find_active_customer(session, customer_id)
+    if customer is None:
+        raise ValidationFailed(UNKNOWN_CUSTOMER, {"customer_id": [UNKNOWN_CUSTOMER]})
+    return customer
+
+
+def customer_known(session, customer_id):
+    return find_active_customer(session, customer_id) is not None

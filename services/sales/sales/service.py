@@ -1,0 +1,42 @@
+"""The sales service's entrypoints: thin wrappers over sales.domain."""
+from nameko.rpc import rpc
+
+from crm_common.consumer import event_handler
+from crm_common.context import Context
+from crm_common.db import Database
+from crm_common.metrics import Metrics
+from crm_common.ops import OpsEndpoints
+
+from sales.domain import CustomerReplicaFeed, customer_known
+
+CUSTOMERS = "customers"
+
+
+class SalesService(OpsEndpoints):
+    name = "sales"
+
+    db = Database(migrations="sales.migrations")
+    context = Context()
+    metrics = Metrics()
+
+    # --- customer replica ------------------------------------------------
+
+    @event_handler(CUSTOMERS, "customer.created")
+    def on_customer_created(self, envelope):
+        CustomerReplicaFeed(self.db).apply_snapshot(envelope)
+
+    @event_handler(CUSTOMERS, "customer.updated")
+    def on_customer_updated(self, envelope):
+        CustomerReplicaFeed(self.db).apply_snapshot(envelope)
+
+    @event_handler(CUSTOMERS, "customer.deleted")
+    def on_customer_deleted(self, envelope):
+        CustomerReplicaFeed(self.db).apply_snapshot(envelope)
+
+    @event_handler(CUSTOMERS, "customer.assigned")
+    def on_customer_assigned(self, envelope):
+        CustomerReplicaFeed(self.db).apply_assigned(envelope)
+
+    @rpc
+    def customer_known(self, customer_id):
+        return customer_known(self.db, customer_id)
