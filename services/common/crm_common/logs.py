@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 
 from eventlet.corolocal import local
 
+from crm_common.errors import CrmError
+
 # The request being served by the current green thread (set by the Context dependency).
 current = local()
 
@@ -36,5 +38,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            error = record.exc_info[1]
+            if isinstance(error, CrmError):
+                # A refused request (404, 422, 503 ...) is an answer, not a
+                # bug: one line, no traceback to drown the logs.
+                entry["error"] = f"{type(error).__name__}: {error}"
+            else:
+                entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -65,9 +65,19 @@ def run_env(service_metadata):
     """The body of every service's migrations/env.py."""
     target_metadata = [service_metadata, kernel_metadata]
     connection = context.config.attributes.get("connection")
-    if connection is None:
-        engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
-        connection = engine.connect()
+    if connection is not None:
+        _run_migrations(connection, target_metadata)
+        return
+    # Run by the alembic command line: open (and close) our own connection.
+    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.connect() as connection:
+            _run_migrations(connection, target_metadata)
+    finally:
+        engine.dispose()
+
+
+def _run_migrations(connection, target_metadata):
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -119,9 +129,12 @@ def main(argv):
     elif action == "current":
         config = alembic_config(package, url)
         engine = make_engine(url)
-        with engine.connect() as connection:
-            config.attributes["connection"] = connection
-            command.current(config, verbose=False)
+        try:
+            with engine.connect() as connection:
+                config.attributes["connection"] = connection
+                command.current(config, verbose=False)
+        finally:
+            engine.dispose()
     else:
         print(f"unknown action {action!r}; expected upgrade or current")
         return 2

@@ -5,7 +5,7 @@ The HTTP port comes from the service's WEB_SERVER_ADDRESS config.
 """
 import json
 
-from nameko.rpc import rpc
+from crm_common.entrypoints import rpc
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 

@@ -1,5 +1,5 @@
 """The customers service's entrypoints: thin wrappers over customers.domain."""
-from nameko.rpc import rpc
+from crm_common.entrypoints import rpc
 
 from crm_common.context import Context
 from crm_common.db import Database

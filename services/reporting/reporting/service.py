@@ -1,5 +1,5 @@
 """The reporting service's entrypoints: thin wrappers over reporting.domain."""
-from nameko.rpc import rpc
+from crm_common.entrypoints import rpc
 
 from crm_common.consumer import event_handler
 from crm_common.context import Context

@@ -1,0 +1,301 @@
+"""Who may call the API: password hashing, access tokens, rotating refresh tokens.
+
+Plain Python over a SQLAlchemy session; nothing here knows about nameko.
+
+- Passwords are hashed with argon2id.
+- Access tokens are JWTs signed with HS256 (and only HS256 is accepted, so a
+  token claiming ``alg: none`` or another algorithm is refused), valid for 15
+  minutes, carrying the user id, role and team.
+- Refresh tokens are opaque random strings, stored as SHA-256 hashes. Each is
+  good for one use, which returns a new pair; presenting a used one again
+  revokes every token descended from the same login.
+"""
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select, update
+
+from crm_common.config import env, var_dir
+from crm_common.context import ROLES
+from crm_common.errors import Unauthorized
+from crm_common.types import new_id, utcnow
+
+from gateway.models import RefreshToken, User
+
+log = logging.getLogger(__name__)
+
+ISSUER = "crm"
+AUDIENCE = "crm-api"
+ALGORITHM = "HS256"
+ACCESS_TOKEN_TTL = timedelta(minutes=15)
+REFRESH_TOKEN_TTL = timedelta(days=14)
+# Tolerated clock difference between gateway instances when checking exp/iat.
+CLOCK_LEEWAY = timedelta(seconds=5)
+JWT_SECRET_FILE = "jwt-secret"
+MIN_SECRET_BYTES = 32
+
+# One message for every failed sign-in, so a caller cannot tell an unknown
+# account from a wrong password.
+BAD_CREDENTIALS = "The email or password is not correct."
+BAD_ACCESS_TOKEN = "The access token is not valid or has expired; sign in again."
+BAD_REFRESH_TOKEN = "The refresh token is not valid or has expired; sign in again."
+
+
+# --- passwords ---------------------------------------------------------------
+
+def _run_inline(function, *args):
+    return function(*args)
+
+
+class PasswordHashing:
+    """argon2id hashing with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
+
+    One hash takes tens of milliseconds of CPU. ``run_blocking`` lets the
+    caller move that work off its event loop (the gateway passes eventlet's
+    thread pool); by default it runs inline.
+    """
+
+    def __init__(self, time_cost=2, memory_cost=19456, parallelism=1, run_blocking=_run_inline):
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost,
+                                      parallelism=parallelism, type=Type.ID)
+        self._run = run_blocking
+        self._decoy_hash = None
+
+    def hash(self, password):
+        return self._run(self._hasher.hash, password)
+
+    def verify(self, password_hash, password):
+        try:
+            return self._run(self._hasher.verify, password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash):
+        return self._hasher.check_needs_rehash(password_hash)
+
+    def spend_verify_time(self, password):
+        """Take as long as a real verification, for sign-ins to unknown accounts:
+        answering faster would reveal that the account does not exist."""
+        if self._decoy_hash is None:
+            self._decoy_hash = self.hash(secrets.token_urlsafe(16))
+        self.verify(self._decoy_hash, password)
+
+
+# --- the signing secret ----------------------------------------------------
+
+def write_secret_file(path, text):
+    """Create ``path`` holding ``text``, readable by the owner only (0600).
+
+    Returns False, leaving the file alone, when it already exists. The text is
+    written to a temporary file first and linked into place, so a concurrent
+    reader never sees a half-written file and two writers cannot both win.
+    """
+    directory = os.path.dirname(path) or "."
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(temporary)
+
+
+def load_jwt_secret():
+    """The key that signs access tokens: CRM_JWT_SECRET, else a random one kept in
+    $CRM_VAR_DIR/jwt-secret (generated on first use, mode 0600) so tokens survive
+    restarts. Several gateway instances must share one secret: set the variable."""
+    secret = env("CRM_JWT_SECRET")
+    if secret:
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"CRM_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+        return secret
+    path = os.path.join(var_dir(), JWT_SECRET_FILE)
+    if write_secret_file(path, secrets.token_urlsafe(48)):
+        log.info("generated a JWT signing secret in %s", path)
+    with open(path) as handle:
+        secret = handle.read().strip()
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"{path} holds fewer than {MIN_SECRET_BYTES} bytes; delete it to regenerate")
+    return secret
+
+
+# --- access tokens -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, as an access token describes it."""
+
+    user_id: str
+    role: str
+    team_id: str | None
+
+
+class AccessTokens:
+    def __init__(self, secret, ttl=ACCESS_TOKEN_TTL, clock=utcnow):
+        self._secret = secret
+        self.ttl = ttl
+        self._clock = clock
+
+    @property
+    def ttl_seconds(self):
+        return int(self.ttl.total_seconds())
+
+    def issue(self, user):
+        now = self._clock()
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": user.id,
+            "role": user.role,
+            "team": user.team_id,
+            "iat": now,
+            "exp": now + self.ttl,
+            "jti": new_id(),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token):
+        """The Principal of a valid token; Unauthorized for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],  # pinned: never trust the token's own "alg"
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                leeway=CLOCK_LEEWAY,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+            )
+        except jwt.InvalidTokenError:
+            raise Unauthorized(BAD_ACCESS_TOKEN)
+        role, team = claims.get("role"), claims.get("team")
+        if role not in ROLES or not isinstance(claims["sub"], str) or not (team is None or isinstance(team, str)):
+            raise Unauthorized(BAD_ACCESS_TOKEN)
+        return Principal(user_id=claims["sub"], role=role, team_id=team)
+
+
+# --- refresh tokens ----------------------------------------------------------
+
+def hash_refresh_token(token):
+    # The token is 256 random bits, so a fast hash suffices: there is nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class RefreshTokens:
+    def __init__(self, session, ttl=REFRESH_TOKEN_TTL, clock=utcnow):
+        self.session = session
+        self.ttl = ttl
+        self._clock = clock
+
+    def issue(self, user_id, family_id=None):
+        """A new token for ``user_id``; a new family unless ``family_id`` continues one."""
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        self.session.add(RefreshToken(
+            token_hash=hash_refresh_token(token),
+            family_id=family_id or new_id(),
+            user_id=user_id,
+            created_at=now,
+            expires_at=now + self.ttl,
+        ))
+        return token
+
+    def rotate(self, token):
+        """Spend ``token``: returns (user_id, its successor in the same family).
+
+        A token used before means two parties hold it, one of them not the
+        user: the family is revoked, committed at once (the Unauthorized that
+        follows rolls the caller's transaction back), and the caller must sign
+        in again.
+        """
+        if not isinstance(token, str) or not token:
+            raise Unauthorized(BAD_REFRESH_TOKEN)
+        row = self.session.execute(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+        ).scalar_one_or_none()
+        now = self._clock()
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            raise Unauthorized(BAD_REFRESH_TOKEN)
+        # Compare-and-set, so two concurrent uses of one token cannot both succeed.
+        spent = self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if spent != 1:
+            self.revoke_family(row.family_id)
+            self.session.commit()
+            log.warning("refresh token reused; revoked its family %s", row.family_id)
+            raise Unauthorized(BAD_REFRESH_TOKEN)
+        return row.user_id, self.issue(row.user_id, row.family_id)
+
+    def revoke_family(self, family_id):
+        self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=self._clock())
+            .execution_options(synchronize_session=False)
+        )
+
+
+# --- signing in --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    token_type: str = "Bearer"
+
+
+class SignIn:
+    """Exchanges credentials, or a refresh token, for a new token pair."""
+
+    def __init__(self, session, passwords: PasswordHashing, access_tokens: AccessTokens):
+        self.session = session
+        self.passwords = passwords
+        self.access_tokens = access_tokens
+        self.refresh_tokens = RefreshTokens(session)
+
+    def login(self, email, password):
+        user = self.session.execute(
+            select(User).where(User.email == email.strip().lower())
+        ).scalar_one_or_none()
+        if user is None:
+            self.passwords.spend_verify_time(password)
+            raise Unauthorized(BAD_CREDENTIALS)
+        if not self.passwords.verify(user.password_hash, password):
+            raise Unauthorized(BAD_CREDENTIALS)
+        if self.passwords.needs_rehash(user.password_hash):
+            # Stronger parameters since this hash was made: upgrade it now that we know the password.
+            user.password_hash = self.passwords.hash(password)
+        return self._pair_for(user, self.refresh_tokens.issue(user.id))
+
+    def refresh(self, refresh_token):
+        user_id, successor = self.refresh_tokens.rotate(refresh_token)
+        user = self.session.get(User, user_id)
+        if user is None:
+            raise Unauthorized(BAD_REFRESH_TOKEN)
+        # A fresh access token carries the user's current role and team.
+        return self._pair_for(user, successor)
+
+    def _pair_for(self, user, refresh_token):
+        return TokenPair(
+            access_token=self.access_tokens.issue(user),
+            expires_in=self.access_tokens.ttl_seconds,
+            refresh_token=refresh_token,
+        )

@@ -1,0 +1,60 @@
+"""nameko dependency providers of the gateway: its database (with the first
+admin), and the tools that sign tokens and hash passwords."""
+import logging
+import os
+
+from eventlet import tpool
+from nameko.extensions import DependencyProvider, SharedExtension
+
+from crm_common.config import env, var_dir
+from crm_common.db import Database
+
+from gateway.auth import AccessTokens, PasswordHashing, load_jwt_secret
+from gateway.users import ADMIN_PASSWORD_FILE, DEFAULT_ADMIN_EMAIL, ensure_first_admin
+
+log = logging.getLogger(__name__)
+
+
+class GatewayDatabase(Database):
+    """The gateway's database; creates the first admin once the schema is migrated.
+
+    ``setup`` (the base class) migrates; ``start`` runs after every extension's
+    setup, so the tables exist by then.
+    """
+
+    def start(self):
+        super().start()
+        with self.Session() as session:
+            ensure_first_admin(
+                session,
+                PasswordHashing(),
+                email=env("CRM_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL),
+                password=env("CRM_ADMIN_PASSWORD"),
+                password_file=os.path.join(var_dir(), ADMIN_PASSWORD_FILE),
+            )
+
+
+class SigningKeys(SharedExtension):
+    """The access-token codec, shared by the HTTP entrypoints (which verify
+    tokens) and the service (which issues them)."""
+
+    def setup(self):
+        self.access_tokens = AccessTokens(load_jwt_secret())
+
+
+class AuthTools:
+    def __init__(self, passwords, access_tokens):
+        self.passwords = passwords
+        self.access_tokens = access_tokens
+
+
+class Auth(DependencyProvider):
+    keys = SigningKeys()
+
+    def setup(self):
+        # argon2 holds the CPU for tens of milliseconds; in eventlet's thread
+        # pool (argon2-cffi releases the GIL) other requests keep being served.
+        self.passwords = PasswordHashing(run_blocking=tpool.execute)
+
+    def get_dependency(self, worker_ctx):
+        return AuthTools(self.passwords, self.keys.access_tokens)

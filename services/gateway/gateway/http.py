@@ -1,0 +1,312 @@
+"""The gateway's HTTP entrypoint: everything every API request goes through.
+
+``@api(method, url, ...)`` declares a route and what it needs: who may call it
+(``roles``, or ``public``), its body and response schemas, its success status.
+For each request the entrypoint, before a worker runs:
+
+- takes the caller's X-Request-ID when it looks sane, else makes one, and
+  returns it in the response;
+- verifies the Bearer access token (unless the route is public) and the role;
+- reads a JSON body (400 when it is not JSON);
+
+then puts request id, language and caller into the worker's context data,
+which nameko forwards on every RPC the worker makes. Every CrmError, raised
+here or arriving typed from a service, becomes application/problem+json with
+its title and messages in the caller's language; anything else becomes a 500
+that says nothing about its cause. Each request is counted and timed by
+route template.
+
+The route registry (``route_registry``) is read from the service class: the
+OpenAPI document is built from it.
+"""
+import inspect
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
+
+from eventlet.event import Event
+from nameko.exceptions import ContainerBeingKilled, UnknownService
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+from nameko.web.handlers import HttpRequestHandler
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Response
+
+from crm_common import jsonutil
+from crm_common.context import (
+    LANGUAGE, REQUEST_ID, ROLES, TEAM_ID, USER_ID, USER_ROLE, new_request_id,
+)
+from crm_common.errors import (
+    PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, ServiceUnavailable, Unauthorized,
+    problem_from_error,
+)
+from crm_common.logs import bind_request_id
+from crm_common.metrics import HTTP_DURATION, HTTP_REQUESTS
+from crm_common.pagination import check_limit
+
+from gateway import i18n
+from gateway.dependencies import SigningKeys
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+JSON_CONTENT_TYPE = "application/json"
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_BODY_BYTES = 1024 * 1024
+# Echoed into logs and headers: letters, digits and a few separators only.
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+WERKZEUG_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+ETAG_VERSION = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
+INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Quote the request id when you report it."
+
+
+# Errors that only the gateway answers with; they never cross RPC, so they
+# are not registered with nameko.
+class MethodNotAllowed(CrmError):
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
+
+    def __init__(self, allowed_methods):
+        super().__init__(f"This URL accepts {', '.join(allowed_methods)}.")
+        self.allowed_methods = allowed_methods
+
+
+class PayloadTooLarge(CrmError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API route, as declared by ``@api``."""
+
+    method: str
+    url: str  # werkzeug rule: /api/v1/customers/<customer_id>
+    summary: str = ""
+    description: str = ""
+    tags: tuple = ()
+    body: type | None = None  # marshmallow schema of the request body
+    response: type | None = None  # marshmallow schema of the success response
+    query: type | None = None  # marshmallow schema of the query parameters
+    status: int = 200
+    roles: tuple | None = None  # None: any signed-in user
+    public: bool = False  # no token needed
+    headers: tuple = ()  # request headers the route reads, e.g. ("If-Match",)
+    documented: bool = True
+    operation_id: str | None = None
+
+    @cached_property
+    def template(self):
+        """The URL as OpenAPI writes it (/api/v1/customers/{customer_id}); also the metrics label."""
+        return WERKZEUG_VARIABLE.sub(r"{\1}", self.url)
+
+    @property
+    def path_parameters(self):
+        return WERKZEUG_VARIABLE.findall(self.url)
+
+
+@dataclass
+class Reply:
+    """What a route returns when the default (JSON body, the route's status) is not enough."""
+
+    data: object = None
+    status: int | None = None
+    headers: dict = field(default_factory=dict)
+
+
+class ApiEndpoint(HttpRequestHandler):
+    keys = SigningKeys()
+
+    def __init__(self, method, url, *, summary="", description="", tags=(), body=None, response=None,
+                 query=None, status=200, roles=None, public=False, headers=(), documented=True,
+                 prefix=API_PREFIX, **kwargs):
+        if roles is not None and not set(roles) <= set(ROLES):
+            raise ValueError(f"unknown roles in {roles!r}")
+        kwargs.setdefault("expected_exceptions", CrmError)
+        super().__init__(method, prefix + url, **kwargs)
+        self.route = Route(
+            method=method, url=prefix + url, summary=summary, description=description, tags=tuple(tags),
+            body=body, response=response, query=query, status=status,
+            roles=tuple(roles) if roles is not None else None, public=public, headers=tuple(headers),
+            documented=documented,
+        )
+
+    def handle_request(self, request):
+        started = time.perf_counter()
+        request.shallow = False
+        request_id = incoming_request_id(request) or new_request_id()
+        language = preferred_language(request)
+        bind_request_id(request_id)
+        try:
+            response = self._serve(request, request_id, language)
+        finally:
+            bind_request_id(None)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        HTTP_REQUESTS.labels(self.route.template, request.method, str(response.status_code)).inc()
+        HTTP_DURATION.labels(self.route.template).observe(time.perf_counter() - started)
+        return response
+
+    def _serve(self, request, request_id, language):
+        try:
+            context_data = {REQUEST_ID: request_id, LANGUAGE: language}
+            if not self.route.public:
+                caller = self._authenticate(request)
+                if self.route.roles is not None and caller.role not in self.route.roles:
+                    raise Forbidden("Your role may not do this.")
+                context_data[USER_ID] = caller.user_id
+                context_data[USER_ROLE] = caller.role
+                if caller.team_id is not None:
+                    context_data[TEAM_ID] = caller.team_id
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            finished = Event()
+            self.container.spawn_worker(self, args, kwargs, context_data=context_data,
+                                        handle_result=partial(self.handle_result, finished))
+            return finished.wait()
+        except Exception as exc:
+            return self.problem_response(exc, request, request_id, language)
+
+    def _authenticate(self, request):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Sign in first, then send the access token as Authorization: Bearer <token>.")
+        return self.keys.access_tokens.verify(token.strip())
+
+    def get_entrypoint_parameters(self, request):
+        kwargs = dict(request.path_values)
+        if self.route.body is not None:
+            kwargs["body"] = read_json_body(request)
+        return (request,), kwargs
+
+    def handle_result(self, finished, worker_ctx, result, exc_info):
+        # Runs in the worker, before its dependencies tear down: the response
+        # is built while the database session is still open.
+        response = None
+        if exc_info is None:
+            try:
+                response = self.response_from_result(result)
+            except Exception:
+                exc_info = sys.exc_info()
+                log.exception("could not build the response of %s", self.route.template)
+        if exc_info is None:
+            finished.send(response)
+        else:
+            finished.send_exception(*exc_info)
+        return result, exc_info
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        reply = result if isinstance(result, Reply) else Reply(result)
+        status = reply.status or self.route.status
+        if status in (204, 304):
+            return Response(status=status, headers=reply.headers)
+        return Response(jsonutil.dumps(reply.data), status=status, headers=reply.headers,
+                        content_type=JSON_CONTENT_TYPE)
+
+    def problem_response(self, exc, request, request_id, language):
+        if isinstance(exc, CrmError):
+            error = exc
+        elif isinstance(exc, UnknownService):
+            error = ServiceUnavailable(f"The {exc._service_name} service is not running.")
+        elif isinstance(exc, ContainerBeingKilled):
+            error = ServiceUnavailable("The gateway is shutting down; try again.")
+        else:
+            # The worker has logged the traceback already; the caller learns nothing of it.
+            log.error("answering 500 to %s %s: %s", request.method, self.route.template, type(exc).__name__)
+            error = CrmError(INTERNAL_ERROR_DETAIL)
+        return problem_response(error, request_id, language)
+
+
+api = ApiEndpoint.decorator
+
+
+def problem_response(error, request_id, language):
+    body = problem_from_error(error, request_id, title=i18n.title(error.code, error.title, language))
+    if body.get("errors"):
+        body["errors"] = i18n.field_errors(body["errors"], language)
+    response = Response(jsonutil.dumps(body), status=error.status, content_type=PROBLEM_CONTENT_TYPE)
+    response.headers["Content-Language"] = language
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="crm"'
+    allowed = getattr(error, "allowed_methods", None)
+    if allowed:
+        response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+# --- reading requests --------------------------------------------------------
+
+def incoming_request_id(request):
+    value = request.headers.get(REQUEST_ID_HEADER, "")
+    return value if SANE_REQUEST_ID.match(value) else None
+
+
+def preferred_language(request):
+    return request.accept_languages.best_match(i18n.LANGUAGES, default=i18n.ENGLISH)
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json_body(request):
+    """The parsed JSON body; None when there is none. BadRequest when it is not JSON."""
+    request.max_content_length = MAX_BODY_BYTES
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(f"The body may be at most {MAX_BODY_BYTES} bytes.")
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BadRequest(f"The body is not valid JSON: {error}")
+
+
+def page_arguments(request):
+    """(limit, cursor) from the query; None for what is absent. 422 for a bad limit."""
+    limit = request.args.get("limit")
+    return (check_limit(limit) if limit is not None else None), (request.args.get("cursor") or None)
+
+
+def etag(version):
+    return f'W/"{version}"'
+
+
+def if_match_version(request):
+    """The version an If-Match header names (W/"3", "3" or 3), or None without one."""
+    value = request.headers.get("If-Match")
+    if value is None or value.strip() == "*":
+        return None
+    match = ETAG_VERSION.match(value.strip())
+    if match is None:
+        raise BadRequest('If-Match must be the ETag of the record, like W/"3".')
+    return int(match.group(1))
+
+
+def if_none_match_version(request):
+    value = request.headers.get("If-None-Match", "").strip()
+    match = ETAG_VERSION.match(value)
+    return int(match.group(1)) if match else None
+
+
+# --- the registry ------------------------------------------------------------
+
+def route_registry(service_cls):
+    """Every @api route of a service class, in URL order."""
+    routes = []
+    for name, member in inspect.getmembers(service_cls, callable):
+        for entrypoint in getattr(member, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if isinstance(entrypoint, ApiEndpoint):
+                routes.append(replace(entrypoint.route, operation_id=name))
+    return sorted(routes, key=lambda route: (route.url, route.method))
+
+
+def allowed_methods(routes, path):
+    """The methods some route accepts at ``path`` (empty when no route has that path)."""
+    url_map = Map([Rule(route.url, methods=route.method.split(",")) for route in routes])
+    return sorted(url_map.bind("localhost").allowed_methods(path))

@@ -1,0 +1,58 @@
+"""The gateway's own tables: users and their refresh tokens."""
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_common.types import UtcDateTime, Uuid, new_id, utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    # Stored lower-cased, so the unique index makes emails unique regardless of case.
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    team_id: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (
+        Index("ix_users_email", "email", unique=True),
+        # Keyset pages of GET /users walk (created_at, id).
+        Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_role", "role"),
+    )
+    __mapper_args__ = {"version_id_col": version}
+
+
+class RefreshToken(Base):
+    """One refresh token. Only its SHA-256 is stored: a stolen table grants nothing.
+
+    Tokens issued from one login form a family; each use of a token marks it
+    used and issues its successor in the same family. A used token presented
+    again means someone kept a copy, so the whole family is revoked.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    family_id: Mapped[str] = mapped_column(Uuid())
+    user_id: Mapped[str] = mapped_column(Uuid(), ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[object] = mapped_column(UtcDateTime)
+    used_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[object | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("ix_refresh_tokens_token_hash", "token_hash", unique=True),
+        Index("ix_refresh_tokens_family_id", "family_id"),
+        Index("ix_refresh_tokens_user_id", "user_id"),
+    )

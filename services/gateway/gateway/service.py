@@ -1,0 +1,178 @@
+"""The gateway's HTTP routes: each parses the request, calls domain code or a
+service over RPC, and returns. Authentication, roles, JSON bodies, errors and
+metrics are handled by the ``api`` entrypoint (gateway.http)."""
+import json
+from functools import lru_cache, partial
+
+from nameko.dependency_providers import Config
+from werkzeug.wrappers import Response
+
+from crm_common.context import Context
+from crm_common.errors import NotFound
+from crm_common.metrics import Metrics
+from crm_common.ops import OpsEndpoints
+from crm_common.validation import load
+
+from gateway import users
+from gateway.auth import SignIn
+from gateway.dependencies import Auth, GatewayDatabase
+from gateway.http import (
+    API_PREFIX, MethodNotAllowed, Reply, allowed_methods, api, etag, if_match_version,
+    if_none_match_version, page_arguments, route_registry,
+)
+from gateway.openapi import DOCS_PAGE, build_openapi
+from gateway.readiness import SERVICES, check_readiness
+from gateway.rpc import BoundedRpcProxy, broker_is_up
+from gateway.schemas import (
+    CUSTOMER_FILTERS, CustomerCreateRequest, CustomerListQuery, CustomerPage, CustomerResponse,
+    CustomersSummaryResponse, CustomerUpdateRequest, LoginRequest, NotificationPage, PageQuery,
+    ReadinessResponse, RefreshRequest, TokenPairResponse, UserCreateRequest, UserPage, UserResponse,
+)
+
+WRITERS = ("admin", "manager", "sales")
+# /ready answers within this even when services hang.
+READY_TIMEOUT = 2.0
+
+
+@lru_cache(maxsize=None)
+def openapi_json(service_cls):
+    return json.dumps(build_openapi(route_registry(service_cls)), ensure_ascii=False)
+
+
+class GatewayService(OpsEndpoints):
+    name = "gateway"
+
+    db = GatewayDatabase(migrations="gateway.migrations")
+    context = Context()
+    metrics = Metrics()
+    config = Config()
+    auth = Auth()
+    customers = BoundedRpcProxy("customers")
+    sales = BoundedRpcProxy("sales")
+    notifications = BoundedRpcProxy("notifications")
+    reporting = BoundedRpcProxy("reporting")
+
+    def _sign_in(self):
+        return SignIn(self.db, self.auth.passwords, self.auth.access_tokens)
+
+    def _users(self):
+        return users.UserDirectory(self.db, self.auth.passwords)
+
+    # --- auth ----------------------------------------------------------------
+
+    @api("POST", "/auth/login", public=True, body=LoginRequest, response=TokenPairResponse, tags=("auth",),
+         summary="Sign in: an access token and a refresh token")
+    def login(self, request, body):
+        credentials = load(LoginRequest(), body)
+        return TokenPairResponse().dump(self._sign_in().login(credentials["email"], credentials["password"]))
+
+    @api("POST", "/auth/refresh", public=True, body=RefreshRequest, response=TokenPairResponse, tags=("auth",),
+         summary="Trade a refresh token (once) for a new pair",
+         description="Each refresh token works once. Presenting a used one again signs out every "
+                     "session descended from the same login.")
+    def refresh(self, request, body):
+        refresh_token = load(RefreshRequest(), body)["refresh_token"]
+        return TokenPairResponse().dump(self._sign_in().refresh(refresh_token))
+
+    @api("GET", "/me", response=UserResponse, tags=("auth",), summary="The signed-in user")
+    def me(self, request):
+        return users.to_dict(self._users().get(self.context.user_id))
+
+    # --- users ---------------------------------------------------------------
+
+    @api("POST", "/users", roles=("admin",), body=UserCreateRequest, response=UserResponse, status=201,
+         tags=("users",), summary="Create a user")
+    def create_user(self, request, body):
+        user = self._users().create(body)
+        return Reply(users.to_dict(user), headers={"Location": f"{API_PREFIX}/users/{user.id}"})
+
+    @api("GET", "/users", roles=("admin",), query=PageQuery, response=UserPage, tags=("users",),
+         summary="List users, oldest first")
+    def list_users(self, request):
+        limit, cursor = page_arguments(request)
+        page = self._users().list(limit, cursor)
+        return {"items": [users.to_dict(user) for user in page["items"]], "next_cursor": page["next_cursor"]}
+
+    @api("GET", "/users/<user_id>", roles=("admin",), response=UserResponse, tags=("users",), summary="One user")
+    def get_user(self, request, user_id):
+        return users.to_dict(self._users().get(user_id))
+
+    # --- customers (the customers service) -----------------------------------
+
+    @api("POST", "/customers", roles=WRITERS, body=CustomerCreateRequest, response=CustomerResponse, status=201,
+         tags=("customers",), summary="Create a customer")
+    def create_customer(self, request, body):
+        owner_id = body.get("owner_id") if isinstance(body, dict) else None
+        owner_team_id = self._users().team_of_owner(owner_id, self.context.user_id, self.context.team_id)
+        customer = self.customers.create_customer(body, owner_team_id)
+        return Reply(customer, headers={"Location": f"{API_PREFIX}/customers/{customer['id']}",
+                                        "ETag": etag(customer["version"])})
+
+    @api("GET", "/customers", query=CustomerListQuery, response=CustomerPage, tags=("customers",),
+         summary="List the customers the caller may see")
+    def list_customers(self, request):
+        filters = {name: request.args[name] for name in CUSTOMER_FILTERS if name in request.args}
+        limit, cursor = page_arguments(request)
+        return self.customers.list_customers(filters, limit, cursor, request.args.get("sort") or None)
+
+    @api("GET", "/customers/<customer_id>", response=CustomerResponse, headers=("If-None-Match",),
+         tags=("customers",), summary="One customer")
+    def get_customer(self, request, customer_id):
+        customer = self.customers.get_customer(customer_id)
+        headers = {"ETag": etag(customer["version"])}
+        if if_none_match_version(request) == customer["version"]:
+            return Reply(status=304, headers=headers)
+        return Reply(customer, headers=headers)
+
+    @api("PATCH", "/customers/<customer_id>", roles=WRITERS, body=CustomerUpdateRequest, response=CustomerResponse,
+         headers=("If-Match",), tags=("customers",), summary="Change some fields of a customer")
+    def update_customer(self, request, customer_id, body):
+        customer = self.customers.update_customer(customer_id, body, if_match_version(request))
+        return Reply(customer, headers={"ETag": etag(customer["version"])})
+
+    @api("DELETE", "/customers/<customer_id>", roles=WRITERS, status=204, headers=("If-Match",),
+         tags=("customers",), summary="Delete a customer")
+    def delete_customer(self, request, customer_id):
+        self.customers.delete_customer(customer_id, if_match_version(request))
+
+    # --- reports and notifications -------------------------------------------
+
+    @api("GET", "/reports/customers/summary", response=CustomersSummaryResponse, tags=("reports",),
+         summary="Customer counts by stage, tier and region")
+    def customers_summary(self, request):
+        return self.reporting.customers_summary()
+
+    @api("GET", "/notifications", query=PageQuery, response=NotificationPage, tags=("notifications",),
+         summary="The caller's notifications, newest first")
+    def list_notifications(self, request):
+        limit, cursor = page_arguments(request)
+        return self.notifications.list_notifications(limit, cursor)
+
+    # --- operations ----------------------------------------------------------
+
+    @api("GET", "/ready", prefix="", public=True, response=ReadinessResponse, tags=("operations",),
+         summary="Whether the broker and every service answer (503 when not)")
+    def ready(self, request):
+        pings = {}
+        for name in SERVICES:
+            proxy = getattr(self, name)
+            pings[name] = partial(proxy.call_within, min(READY_TIMEOUT, proxy.timeout), "ping")
+        report, all_up = check_readiness(pings, partial(broker_is_up, self.config["AMQP_URI"], READY_TIMEOUT))
+        return Reply(report, status=200 if all_up else 503)
+
+    @api("GET", "/openapi.json", prefix="", public=True, documented=False)
+    def openapi(self, request):
+        return Response(openapi_json(type(self)), content_type="application/json")
+
+    @api("GET", "/docs", prefix="", public=True, documented=False)
+    def docs(self, request):
+        return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")
+
+    @api("GET,POST,PUT,PATCH,DELETE", "/<path:unmatched>", public=True, documented=False)
+    def unmatched(self, request, unmatched):
+        """Any other URL under the API prefix: a problem document instead of werkzeug's HTML page."""
+        allowed = allowed_methods([route for route in route_registry(type(self)) if route.documented],
+                                  request.path)
+        if allowed:
+            raise MethodNotAllowed(allowed)
+        raise NotFound("No API route has this URL.")
