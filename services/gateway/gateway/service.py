@@ -138,12 +138,12 @@ class GatewayService(OpsEndpoints):
     # --- reports and notifications -------------------------------------------
 
     @api("GET", "/reports/customers/summary", response=CustomersSummaryResponse, tags=("reports",),
-         summary="Customer counts by stage, tier and region")
+         summary="Customer counts by lifecycle stage")
     def customers_summary(self, request):
         return self.reporting.customers_summary()
 
     @api("GET", "/notifications", query=PageQuery, response=NotificationPage, tags=("notifications",),
-         summary="The caller's notifications, newest first")
+         summary="The caller's notifications, unread first, then newest first")
     def list_notifications(self, request):
         limit, cursor = page_arguments(request)
         return self.notifications.list_notifications(limit, cursor)
