@@ -1,7 +1,7 @@
 """End-to-end fixtures: the whole system as `make up` runs it, on PostgreSQL.
 
 Each test session gets its own RabbitMQ vhost and its own PostgreSQL
-databases, so a run never sees another run's queues or rows, and starts every
+databases (CRM_TEST_PG_URL names the server), so a run never sees another run's queues or rows, and starts every
 service as a separate `nameko run` process, as in production.
 """
 import os
@@ -10,12 +10,14 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlparse
 
-import psycopg2
 import pytest
 import requests
+
+from crm_common.testing import postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMEKO = str(Path(sys.executable).with_name("nameko"))
@@ -26,7 +28,6 @@ SERVICES = {
     "reporting": "reporting.service:ReportingService",
     "gateway": "gateway.service:GatewayService",
 }
-PG_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
 RABBIT_API = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672")
 ADMIN_EMAIL = "admin@e2e.example"
@@ -64,30 +65,6 @@ class RabbitAdmin:
 
     def delete_vhost(self, vhost):
         requests.delete(f"{self.base}/vhosts/{vhost}", auth=self.auth, timeout=10)
-
-
-class PostgresAdmin:
-    def __init__(self, url):
-        parsed = urlparse(url.replace("+psycopg2", ""))
-        self.dsn = dict(host=parsed.hostname, port=parsed.port or 5432,
-                        user=parsed.username or "postgres", password=parsed.password, dbname="postgres")
-        self.url = url
-
-    def _run(self, sql):
-        connection = psycopg2.connect(**self.dsn)
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-        finally:
-            connection.close()
-
-    def create(self, name):
-        self._run(f'CREATE DATABASE "{name}"')
-        return f"{self.url}/{name}"
-
-    def drop(self, name):
-        self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class System:
@@ -154,7 +131,6 @@ def system(tmp_path_factory):
     run_id = secrets.token_hex(4)
     workdir = tmp_path_factory.mktemp("system")
     rabbit = RabbitAdmin(RABBIT_API)
-    postgres = PostgresAdmin(PG_URL)
     amqp = urlparse(AMQP_URI)
     vhost = f"crm_e2e_{run_id}"
     rabbit.create_vhost(vhost, amqp.username or "guest")
@@ -168,22 +144,17 @@ def system(tmp_path_factory):
         "CRM_RPC_TIMEOUT": "3",
         "CRM_EVENT_RETRY_DELAYS": "0.2,0.5",
     }
-    databases = []
-    for service in SERVICES:
-        name = f"crm_e2e_{run_id}_{service}"
-        env[f"CRM_{service.upper()}_DB_URL"] = postgres.create(name)
-        databases.append(name)
-    system = System(workdir, env)
-    try:
+    with ExitStack() as cleanup:
+        cleanup.callback(rabbit.delete_vhost, vhost)
+        for service in SERVICES:
+            env[f"CRM_{service.upper()}_DB_URL"] = cleanup.enter_context(
+                postgres_database(f"crm_e2e_{run_id}_{service}"))
+        system = System(workdir, env)
+        cleanup.callback(system.stop_all)
         for service in SERVICES:
             system.start(service)
         wait_until(system.ready, 60, interval=0.25, message="gateway /ready")
         yield system
-    finally:
-        system.stop_all()
-        for name in databases:
-            postgres.drop(name)
-        rabbit.delete_vhost(vhost)
 
 
 class Api:

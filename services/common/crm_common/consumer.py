@@ -103,7 +103,7 @@ class ReliableEventHandler(EventHandler):
         headers = dict(message.headers or {})
         headers[ATTEMPTS_HEADER] = attempts
         delays = retry_delays()
-        if attempts <= len(delays):
+        if attempts <= len(delays) and _worth_retrying(exc_info[1]):
             delay = delays[attempts - 1]
             log.warning("handler %s.%s failed on %s (attempt %d); retrying in %ss",
                         self.service_name, self.method_name, self.event_type, attempts, delay)
@@ -124,6 +124,13 @@ class ReliableEventHandler(EventHandler):
                 declare=[self.dead_letter_queue], headers=headers,
             )
             metrics.EVENTS_CONSUMED.labels(self.service_name, self.event_type, "dead_letter").inc()
+
+
+def _worth_retrying(exc):
+    # An event the handler refuses as invalid (a 4xx-class CrmError) will be
+    # refused again: it goes to the dead-letter queue at once.
+    status = getattr(exc, "status", None)
+    return not (isinstance(status, int) and 400 <= status < 500)
 
 
 event_handler = ReliableEventHandler.decorator

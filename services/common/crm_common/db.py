@@ -103,8 +103,15 @@ class Database(DependencyProvider):
         relay = self.relay
 
         def run_and_commit(*args, **kwargs):
-            result = method(*args, **kwargs)
-            session.commit()
+            try:
+                result = method(*args, **kwargs)
+                session.commit()
+            except BaseException:
+                # Roll back before nameko sends the error reply, not at
+                # teardown: until then a SQLite write lock would still be held,
+                # and SQLite's lock wait blocks every green thread.
+                session.rollback()
+                raise
             if session.info.pop(OUTBOX_WRITTEN, False):
                 relay.kick()
             return result

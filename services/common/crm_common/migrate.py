@@ -43,6 +43,10 @@ def _migration_lock(connection):
         try:
             yield
         finally:
+            # Nothing is left to commit here (upgrade commits inside the lock);
+            # after a failure this ends the aborted transaction so the unlock
+            # runs and the original error is the one raised.
+            connection.rollback()
             connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": PG_MIGRATION_LOCK_ID})
     else:
         yield
@@ -56,7 +60,8 @@ def upgrade(migrations_package, url, revision="head"):
             with _migration_lock(connection):
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
-            connection.commit()
+                # Commit before unlocking: the next instance must see the result.
+                connection.commit()
     finally:
         engine.dispose()
 

@@ -80,22 +80,26 @@ def publish_pending(session, publish, batch_size=200):
         .limit(batch_size)
         .with_for_update(skip_locked=True)
     ).all()
-    sent = 0
-    for row in rows:
-        envelope = jsonutil.loads(row.payload)
-        try:
-            publish(envelope)
-        except Exception as exc:
-            # Keep order: stop at the first failure and retry from here next pass.
-            session.execute(update(outbox_table).where(outbox_table.c.id == row.id).values(
-                attempts=outbox_table.c.attempts + 1, last_error=repr(exc)[:2000]))
-            session.commit()
-            raise
-        session.execute(update(outbox_table).where(outbox_table.c.id == row.id).values(
-            published_at=utcnow(), attempts=outbox_table.c.attempts + 1))
-        sent += 1
-    session.commit()
-    return sent
+    # Publish first and mark afterwards in one statement: no write is pending
+    # while we wait for the broker (on SQLite a write would hold the database
+    # lock, and other writers' lock waits block every green thread).
+    sent_ids = []
+    try:
+        for row in rows:
+            try:
+                publish(jsonutil.loads(row.payload))
+            except Exception as exc:
+                # Keep order: stop at the first failure and retry from here next pass.
+                session.execute(update(outbox_table).where(outbox_table.c.id == row.id).values(
+                    attempts=outbox_table.c.attempts + 1, last_error=repr(exc)[:2000]))
+                raise
+            sent_ids.append(row.id)
+    finally:
+        if sent_ids:
+            session.execute(update(outbox_table).where(outbox_table.c.id.in_(sent_ids)).values(
+                published_at=utcnow(), attempts=outbox_table.c.attempts + 1))
+        session.commit()
+    return len(sent_ids)
 
 
 def pending_stats(session):
@@ -146,16 +150,27 @@ class OutboxRelay:
         """Publish everything pending; returns how many events went out."""
         total = 0
         with self.session_factory() as session:
-            while True:
-                sent = publish_pending(session, self.publish)
-                total += sent
-                if sent == 0:
-                    break
+            try:
+                while True:
+                    sent = publish_pending(session, self.publish)
+                    total += sent
+                    if sent == 0:
+                        break
+            finally:
+                # Also (above all) when publishing failed: the pending gauge
+                # is what operators watch during a broker outage.
+                self._observe_pending(session)
+        return total
+
+    def _observe_pending(self, session):
+        try:
             count, oldest = pending_stats(session)
+        except Exception:
+            log.exception("outbox relay of %s could not count pending rows", self.service_name)
+            return
         metrics.OUTBOX_PENDING.labels(self.service_name).set(count)
         age = (utcnow() - oldest).total_seconds() if oldest else 0
         metrics.OUTBOX_OLDEST_AGE.labels(self.service_name).set(age)
-        return total
 
     def run(self):
         self._running = True

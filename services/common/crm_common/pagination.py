@@ -43,6 +43,9 @@ def decode_cursor(cursor):
         sort_value, row_id = json.loads(raw)
         if isinstance(sort_value, dict):
             sort_value = datetime.fromisoformat(sort_value["dt"])
+        # A tampered cursor must not reach the database as a list or object.
+        if isinstance(sort_value, (list, dict)) or isinstance(row_id, (list, dict)):
+            raise TypeError("not a scalar")
         return sort_value, row_id
     except (binascii.Error, ValueError, TypeError, KeyError):
         raise ValidationFailed("cursor is not valid", {"cursor": ["Not a valid cursor."]})
@@ -50,6 +53,7 @@ def decode_cursor(cursor):
 
 def keyset_page(session, statement, sort_column, id_column, descending, limit, cursor=None):
     """Run ``statement`` one page at a time: returns (rows, next_cursor or None)."""
+    limit = check_limit(limit)
     if cursor:
         value, last_id = decode_cursor(cursor)
         if descending:

@@ -1,4 +1,10 @@
-"""Helpers for service tests: an in-memory database with the real schema."""
+"""Helpers for service tests: an in-memory database with the real schema, throwaway
+PostgreSQL databases, and a check that migrations match the models."""
+import os
+import secrets
+from contextlib import contextmanager
+
+from sqlalchemy.engine import make_url
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -28,3 +34,40 @@ def schema_drift(migrations_package, service_metadata, url):
             return compare_metadata(context, [service_metadata, kernel_metadata])
     finally:
         engine.dispose()
+
+
+def postgres_base_url():
+    """The server the PostgreSQL tests use (CRM_TEST_PG_URL); `make test` makes sure it runs."""
+    return os.environ.get("CRM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432").rstrip("/")
+
+
+def _postgres_admin_connection():
+    import psycopg2
+
+    url = make_url(postgres_base_url())
+    params = {"host": url.host or "127.0.0.1", "port": url.port or 5432,
+              "user": url.username or "postgres", "dbname": "postgres"}
+    if url.password:
+        params["password"] = url.password
+    # No skip when the server is missing: a test run without the real
+    # database must fail, not pass by testing less.
+    connection = psycopg2.connect(connect_timeout=5, **params)
+    connection.autocommit = True
+    return connection
+
+
+@contextmanager
+def postgres_database(prefix="crm_test"):
+    """A fresh, empty PostgreSQL database for a test; yields its URL and drops it afterwards."""
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    admin = _postgres_admin_connection()
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{postgres_base_url()}/{name}"
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()

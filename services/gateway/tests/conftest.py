@@ -7,7 +7,7 @@ plugin), with small fake services (gateway_fakes.py) standing in for the others.
 """
 import pytest
 
-from crm_common.testing import memory_session
+from crm_common.testing import memory_session, postgres_database
 
 from gateway.auth import AccessTokens, PasswordHashing
 from gateway.models import Base
@@ -93,29 +93,6 @@ def start_fake(container_factory, rabbit_config, fake_calls):
 
 @pytest.fixture
 def pg_url():
-    """A throwaway PostgreSQL database (CRM_TEST_PG_URL), dropped afterwards; skipped without a server."""
-    import os
-    import random
-    import string
-
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    base = os.environ.get("CRM_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-    url = make_url(base)
-    params = {"host": url.host or "127.0.0.1", "port": url.port or 5432, "user": url.username or "postgres",
-              "dbname": "postgres", **({"password": url.password} if url.password else {})}
-    try:
-        admin = psycopg2.connect(connect_timeout=3, **params)
-    except psycopg2.OperationalError as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"PostgreSQL not reachable at {base}: {exc}")
-    admin.autocommit = True
-    name = "crm_test_gateway_" + "".join(random.choices(string.ascii_lowercase + string.digits, k=10))
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.rstrip("/") + "/" + name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    """A throwaway PostgreSQL database (CRM_TEST_PG_URL), dropped afterwards."""
+    with postgres_database("crm_test_gateway") as url:
+        yield url

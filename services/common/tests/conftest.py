@@ -1,0 +1,54 @@
+"""Fixtures shared by the crm_common tests.
+
+Run with ``nameko test services/common/tests`` (eventlet monkey patch first).
+RabbitMQ fixtures (``rabbit_config``, ``container_factory`` ...) come from
+nameko's pytest plugin; PostgreSQL tests get a throwaway database each.
+"""
+import random
+import string
+
+import pytest
+from sqlalchemy import create_engine
+
+from crm_common.testing import postgres_database
+
+from crm_common_test_helpers import notes_metadata
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """A SQLite file with the notes table and the kernel tables, as a service would have."""
+    from crm_common.testing import kernel_metadata  # imports every kernel table
+
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = create_engine(url)
+    notes_metadata.create_all(engine)
+    kernel_metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def pg_url():
+    """A throwaway PostgreSQL database, dropped after the test; its SQLAlchemy URL."""
+    with postgres_database("crm_test_common") as url:
+        yield url
+
+
+@pytest.fixture
+def sample():
+    """Read one sample from the default Prometheus registry (0.0 when absent)."""
+    from prometheus_client import REGISTRY
+
+    def read(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    return read
+
+
+@pytest.fixture
+def unique_name():
+    """A service name no other test uses (metrics live in one process-wide registry)."""
+    def make(prefix):
+        return prefix + "_" + "".join(random.choices(string.ascii_lowercase, k=6))
+    return make

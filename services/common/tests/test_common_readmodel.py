@@ -1,0 +1,64 @@
+"""crm_common.readmodel: replicas only move to newer versions, whatever the arrival order."""
+import itertools
+
+import pytest
+from sqlalchemy import Integer, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_common.readmodel import upsert_if_newer
+from crm_common.testing import memory_session
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Replica(Base):
+    __tablename__ = "replicas"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+def current(session, key="c1"):
+    row = session.execute(select(Replica).where(Replica.id == key)).scalar_one_or_none()
+    return (row.name, row.version) if row else None
+
+
+def apply(session, version, key="c1"):
+    changed = upsert_if_newer(session, Replica, Replica.id, key,
+                              {"name": f"name v{version}", "version": version})
+    session.commit()
+    return changed
+
+
+def test_create_then_updates_in_order():
+    session = memory_session(Base.metadata)
+    assert apply(session, 1) is True
+    assert current(session) == ("name v1", 1)
+    assert apply(session, 2) is True
+    assert current(session) == ("name v2", 2)
+
+
+def test_redelivered_or_older_versions_change_nothing():
+    session = memory_session(Base.metadata)
+    apply(session, 3)
+    assert apply(session, 3) is False
+    assert apply(session, 1) is False
+    assert current(session) == ("name v3", 3)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations([1, 2, 3, 4])))
+def test_any_arrival_order_ends_at_the_newest_version(order):
+    session = memory_session(Base.metadata)
+    for version in order:
+        apply(session, version)
+    assert current(session) == ("name v4", 4)
+
+
+def test_keys_are_independent():
+    session = memory_session(Base.metadata)
+    apply(session, 5, key="a")
+    assert apply(session, 1, key="b") is True
+    assert current(session, "a") == ("name v5", 5)
+    assert current(session, "b") == ("name v1", 1)
