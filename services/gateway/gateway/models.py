@@ -1,5 +1,5 @@
 """The gateway's own tables: users and their refresh tokens."""
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.types import UtcDateTime, Uuid, new_id, utcnow
@@ -56,3 +56,25 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_family_id", "family_id"),
         Index("ix_refresh_tokens_user_id", "user_id"),
     )
+
+
+class IdempotencyRecord(Base):
+    """The outcome of a POST sent with an Idempotency-Key, kept so a retry gets the same answer.
+
+    A row without ``completed_at`` is a request still in flight (or one whose
+    gateway died mid-way: it may be taken over once it is older than the
+    in-flight limit).
+    """
+
+    __tablename__ = "idempotency_records"
+
+    user_id: Mapped[str] = mapped_column(Uuid(), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    completed_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    status: Mapped[int | None] = mapped_column(Integer)
+    headers: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_idempotency_records_created_at", "created_at"),)

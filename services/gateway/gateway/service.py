@@ -13,7 +13,7 @@ from crm_common.metrics import Metrics
 from crm_common.ops import OpsEndpoints
 from crm_common.validation import load
 
-from gateway import users
+from gateway import idempotency, users
 from gateway.auth import SignIn
 from gateway.dependencies import Auth, GatewayDatabase
 from gateway.http import (
@@ -80,11 +80,28 @@ class GatewayService(OpsEndpoints):
 
     # --- users ---------------------------------------------------------------
 
+    def _once(self, request, body, create):
+        """Run a creating POST at most once per Idempotency-Key (when the client sends one)."""
+        key = request.headers.get(idempotency.HEADER)
+        if key is None:
+            return create()
+
+        def run():
+            reply = create()
+            return idempotency.StoredOutcome(reply.status or 201, reply.headers, reply.data)
+
+        outcome, replayed = idempotency.IdempotentRequests(self.db).run(
+            self.context.user_id, key, idempotency.fingerprint(request.method, request.path, body), run)
+        headers = {**outcome.headers, **({idempotency.REPLAYED_HEADER: "true"} if replayed else {})}
+        return Reply(outcome.body, status=outcome.status, headers=headers)
+
     @api("POST", "/users", roles=("admin",), body=UserCreateRequest, response=UserResponse, status=201,
-         tags=("users",), summary="Create a user")
+         headers=(idempotency.HEADER,), tags=("users",), summary="Create a user")
     def create_user(self, request, body):
-        user = self._users().create(body)
-        return Reply(users.to_dict(user), headers={"Location": f"{API_PREFIX}/users/{user.id}"})
+        def create():
+            user = self._users().create(body)
+            return Reply(users.to_dict(user), headers={"Location": f"{API_PREFIX}/users/{user.id}"})
+        return self._once(request, body, create)
 
     @api("GET", "/users", roles=("admin",), query=PageQuery, response=UserPage, tags=("users",),
          summary="List users, oldest first")
@@ -100,13 +117,15 @@ class GatewayService(OpsEndpoints):
     # --- customers (the customers service) -----------------------------------
 
     @api("POST", "/customers", roles=WRITERS, body=CustomerCreateRequest, response=CustomerResponse, status=201,
-         tags=("customers",), summary="Create a customer")
+         headers=(idempotency.HEADER,), tags=("customers",), summary="Create a customer")
     def create_customer(self, request, body):
-        owner_id = body.get("owner_id") if isinstance(body, dict) else None
-        owner_team_id = self._users().team_of_owner(owner_id, self.context.user_id, self.context.team_id)
-        customer = self.customers.create_customer(body, owner_team_id)
-        return Reply(customer, headers={"Location": f"{API_PREFIX}/customers/{customer['id']}",
-                                        "ETag": etag(customer["version"])})
+        def create():
+            owner_id = body.get("owner_id") if isinstance(body, dict) else None
+            owner_team_id = self._users().team_of_owner(owner_id, self.context.user_id, self.context.team_id)
+            customer = self.customers.create_customer(body, owner_team_id)
+            return Reply(customer, headers={"Location": f"{API_PREFIX}/customers/{customer['id']}",
+                                            "ETag": etag(customer["version"])})
+        return self._once(request, body, create)
 
     @api("GET", "/customers", query=CustomerListQuery, response=CustomerPage, tags=("customers",),
          summary="List the customers the caller may see")
