@@ -1,0 +1,121 @@
+# CRM: local bootstrap, run and test. `make` alone lists the targets.
+#
+# Everything here is safe to run again: targets skip what is already done
+# (a venv that matches the lock, servers that already answer, services that
+# already run).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+PYTHON ?= python3.11
+VENV := .venv
+# Installable packages under services/, the shared kernel first.
+PACKAGES := common customers sales notifications reporting gateway
+SERVICES := customers sales notifications reporting gateway
+DATABASES := $(addprefix crm_,$(SERVICES))
+# sqlite (one file per service under var/) or postgres (one database per service).
+CRM_DB ?= sqlite
+export CRM_DB
+PIP_TOOLS_VERSION := 7.6.2
+
+.PHONY: help venv rabbitmq postgres databases up down ps logs test clean loadtest-venv lock
+
+help: ## list the targets
+	@echo "usage: make TARGET   (CRM_DB=postgres make up: run on PostgreSQL instead of SQLite)"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
+
+# --- Python environments --------------------------------------------------
+
+venv: $(VENV)/.editable ## create .venv from requirements.lock and install the services editable
+
+# The venv needs ensurepip, which Debian's own python3 ships separately.
+$(VENV)/bin/python:
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { source scripts/lib.sh; apt_install python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the lock changed since the last successful install.
+# --require-hashes: every package, setuptools included, is the exact file locked.
+$(VENV)/.installed: requirements.lock | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements.lock
+	touch $@
+
+# The services' own packages, editable and without dependencies (those are all
+# in the lock). --no-build-isolation builds them with the locked setuptools
+# instead of fetching an unpinned one. A package whose pyproject.toml does not
+# exist yet is skipped with a warning, and the stamp is left stale so the next
+# run tries again.
+$(VENV)/.editable: $(VENV)/.installed $(wildcard $(PACKAGES:%=services/%/pyproject.toml))
+	@args=(); missing=0; \
+	for pkg in $(PACKAGES); do \
+	    if [[ -f services/$$pkg/pyproject.toml ]]; then args+=(-e "services/$$pkg"); \
+	    else echo "warning: services/$$pkg/pyproject.toml missing, not installed" >&2; missing=1; fi; \
+	done; \
+	if (( $${#args[@]} )); then \
+	    echo "$(VENV)/bin/pip install --no-deps --no-build-isolation $${args[*]}"; \
+	    $(VENV)/bin/pip install --quiet --no-deps --no-build-isolation "$${args[@]}"; \
+	fi; \
+	if (( ! missing )); then touch $@; fi
+
+# locust runs on gevent, the services on eventlet: never one interpreter.
+loadtest-venv: loadtests/.venv/.installed ## create loadtests/.venv (locust) from loadtests/requirements.lock
+
+loadtests/.venv/bin/python:
+	$(PYTHON) -m venv loadtests/.venv
+
+loadtests/.venv/.installed: loadtests/requirements.lock | loadtests/.venv/bin/python
+	loadtests/.venv/bin/pip install --quiet --require-hashes -r loadtests/requirements.lock
+	touch $@
+
+# Resolved against PyPI alone (no machine-local pip config, wheel folders or
+# constraints), so the hashes are those of PyPI's files and the lock installs
+# the same anywhere.
+PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null .venv-tools/bin/pip-compile \
+	--quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+lock: ## regenerate requirements.lock and loadtests/requirements.lock from the .in files
+	@[[ -x .venv-tools/bin/pip-compile ]] || { $(PYTHON) -m venv .venv-tools && .venv-tools/bin/pip install --quiet pip-tools==$(PIP_TOOLS_VERSION); }
+	$(PIP_COMPILE) --output-file requirements.lock requirements.in
+	$(PIP_COMPILE) --output-file loadtests/requirements.lock loadtests/requirements.in
+
+# --- Servers ----------------------------------------------------------------
+
+rabbitmq: ## make sure RabbitMQ (with management API) answers on 127.0.0.1
+	@scripts/ensure-rabbitmq.sh
+
+postgres: ## make sure PostgreSQL answers on 127.0.0.1:5432 (user postgres, no password)
+	@scripts/ensure-postgres.sh
+
+databases: postgres ## create the services' PostgreSQL databases if missing
+	@scripts/ensure-databases.sh $(DATABASES)
+
+# --- Running the CRM --------------------------------------------------------
+
+# When make started: crm-up.sh reports the wall time of the whole `make up`.
+STARTED_AT := $(shell date +%s.%N)
+
+up: venv rabbitmq $(if $(filter postgres,$(CRM_DB)),databases) ## start all services in the background and wait until ready
+	@CRM_UP_STARTED_AT=$(STARTED_AT) scripts/crm-up.sh
+
+down: ## stop the services started by `make up`
+	@scripts/crm-down.sh
+
+ps: ## show each service's pid, state, port and /health
+	@scripts/crm-ps.sh
+
+logs: ## show the last 50 lines of each service log (F=1 follows them)
+	@shopt -s nullglob; logs=(var/*.log); \
+	if (( ! $${#logs[@]} )); then echo "no logs in var/"; exit 0; fi; \
+	if [[ -n "$(filter 1 yes true,$(F))" ]]; then exec tail -n 50 -F "$${logs[@]}"; fi; \
+	tail -n 50 "$${logs[@]}"
+
+# --- Tests ------------------------------------------------------------------
+
+test: venv rabbitmq postgres ## run every test suite (ARGS='-x -k name' go to each)
+	@scripts/run-tests.sh $(ARGS)
+
+clean: down ## stop the services and delete var/ (databases, logs, generated secrets)
+	rm -rf var

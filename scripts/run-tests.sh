@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The project's test run: `make test`, and CI through .ci/run. Runs each test
+# suite that exists, in its own `nameko test` process (nameko applies the
+# eventlet monkey patch before pytest imports anything; plain pytest hangs on
+# the integration tests), keeps going after a failing suite so one run shows
+# every failure, and ends with a summary. Exits non-zero if any suite failed.
+# Extra arguments go to every suite: scripts/run-tests.sh -x -k customer
+# Needs `make venv rabbitmq postgres` first; `make test` does that.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+# Where the tests find the servers (tests/conftest.py reads these too).
+export CRM_TEST_PG_URL=${CRM_TEST_PG_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432}
+export AMQP_URI=${AMQP_URI:-amqp://guest:guest@127.0.0.1:5672/}
+export RABBIT_CTL_URI=${RABBIT_CTL_URI:-http://guest:guest@127.0.0.1:15672}
+# A hung suite must not eat CI's whole time budget. (--foreground keeps the
+# suite in our process group, so Ctrl-C still reaches it.)
+SUITE_TIMEOUT=${CRM_TEST_SUITE_TIMEOUT:-1800}
+
+[[ -x .venv/bin/nameko ]] || die ".venv is missing: run 'make venv'"
+
+# nameko's pytest plugin takes the broker from options, not the environment.
+NAMEKO_TEST=(.venv/bin/nameko test --amqp-uri "$AMQP_URI" --rabbit-ctl-uri "$RABBIT_CTL_URI")
+
+total_passed=0 total_failed=0 total_skipped=0
+summary=()
+any_failed=0
+workdir=$(mktemp -d)
+trap 'rm -rf "$workdir"' EXIT
+
+# count WORD FILE: the number before WORD in pytest's closing line, e.g.
+# "==== 3 failed, 120 passed, 2 skipped in 9.81s ====".
+count() {
+    local line
+    line=$(grep -E '[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?)\b.* in [0-9.]+s' "$2" | tail -n 1 || true)
+    grep -oE "[0-9]+ $1\b" <<<"$line" | grep -oE '^[0-9]+' || echo 0
+}
+
+# run_suite LABEL COMMAND...
+run_suite() {
+    local label=$1 out rc=0 passed failed errors skipped status
+    shift
+    out=$workdir/$((${#summary[@]})).out
+    log ""
+    log "===== $label"
+    timeout --foreground --kill-after=30 "$SUITE_TIMEOUT" "$@" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+    passed=$(count passed "$out")
+    failed=$(count failed "$out")
+    errors=$(count 'errors?' "$out")
+    skipped=$(count skipped "$out")
+    failed=$((failed + errors))
+    case $rc in
+        0) status=ok ;;
+        5) status="no tests" ;;  # pytest: nothing collected; not a failure
+        124 | 137) status="TIMED OUT after ${SUITE_TIMEOUT}s" ;;
+        *) status="FAILED (exit $rc)" ;;
+    esac
+    if ((rc != 0 && rc != 5)); then
+        any_failed=1
+        # A suite that died before reporting (import error, timeout) still
+        # counts as a failure in the totals.
+        ((failed > 0)) || failed=1
+    fi
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+    total_skipped=$((total_skipped + skipped))
+    summary+=("$(printf '  %-30s %-28s %s passed, %s failed, %s skipped' "$label" "$status" "$passed" "$failed" "$skipped")")
+}
+
+# Unit and service-interface tests, one suite per package.
+for pkg in common "${CRM_SERVICES[@]}"; do
+    if [[ -d services/$pkg/tests ]]; then
+        run_suite "services/$pkg/tests" "${NAMEKO_TEST[@]}" "services/$pkg/tests" "$@"
+    fi
+done
+# Cross-service and end-to-end tests.
+if [[ -d tests ]]; then
+    run_suite "tests" "${NAMEKO_TEST[@]}" tests "$@"
+fi
+
+log ""
+log "===== summary"
+((${#summary[@]})) || log "  no test suites found"
+for line in "${summary[@]}"; do log "$line"; done
+# The one closing line, counted over all suites.
+echo "tests: $total_passed passed, $total_failed failed, $total_skipped skipped"
+exit "$any_failed"
