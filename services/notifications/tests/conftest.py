@@ -3,14 +3,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from crm_common.context import RequestContext
 from crm_common.testing import memory_session
+from crm_common.testing_cast import ALICE, BOB, ADMIN, as_alice, as_bob  # noqa: F401
 
 from notifications.models import Base
-
-ALICE = "00000000-0000-4000-8000-00000000000a"  # sales, team east
-BOB = "00000000-0000-4000-8000-00000000000b"    # sales, team west
-ADMIN = "00000000-0000-4000-8000-0000000000ad"
 
 
 @pytest.fixture
@@ -18,16 +14,6 @@ def session():
     session = memory_session(Base.metadata)
     yield session
     session.close()
-
-
-@pytest.fixture
-def as_alice():
-    return RequestContext(request_id="r-alice", user_id=ALICE, role="sales", team_id="east")
-
-
-@pytest.fixture
-def as_bob():
-    return RequestContext(request_id="r-bob", user_id=BOB, role="sales", team_id="west")
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from crm_common.context import RequestContext
 from crm_common.testing import memory_session
+from crm_common.testing_cast import ALICE, ADMIN, as_alice  # noqa: F401
 
 from sales.models import Base
-
-ALICE = "00000000-0000-4000-8000-00000000000a"  # sales, team east
-ADMIN = "00000000-0000-4000-8000-0000000000ad"
 
 
 @pytest.fixture
@@ -17,11 +14,6 @@ def session():
     session = memory_session(Base.metadata)
     yield session
     session.close()
-
-
-@pytest.fixture
-def as_alice():
-    return RequestContext(request_id="r-alice", user_id=ALICE, role="sales", team_id="east")
 
 
 @pytest.fixture
