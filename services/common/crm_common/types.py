@@ -40,3 +40,10 @@ class UtcDateTime(TypeDecorator):
 def Uuid():
     """Ids are UUID strings: readable in both SQLite and PostgreSQL, the same on the wire."""
     return String(36)
+
+
+def JsonDocument():
+    """A JSON value: jsonb on PostgreSQL (indexable, compact), JSON text elsewhere."""
+    from sqlalchemy import JSON
+    from sqlalchemy.dialects.postgresql import JSONB
+    return JSON().with_variant(JSONB(), "postgresql")

@@ -1,8 +1,10 @@
 """The customers service's own tables."""
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import (
+    Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
-from crm_common.types import UtcDateTime, Uuid, new_id, utcnow
+from crm_common.types import JsonDocument, UtcDateTime, Uuid, new_id, utcnow
 
 
 class Base(DeclarativeBase):
@@ -15,18 +17,34 @@ class Customer(Base):
     id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(10))
     name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(254))
-    phone: Mapped[str | None] = mapped_column(String(32))
+    # {"name", "industry", "size", "website"}; the company a person works for,
+    # or the company's own details when kind is company.
+    company: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
+    # {"phones": [E.164...], "emails": [...], "address": {"country", "region", "city", "street", "postcode"}}
+    contact: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
     owner_id: Mapped[str | None] = mapped_column(Uuid())
     # The owner's team at assignment time: managers see their team's customers.
     owner_team_id: Mapped[str | None] = mapped_column(String(64))
     lifecycle_stage: Mapped[str] = mapped_column(String(20))
     lifecycle_changed_at: Mapped[object] = mapped_column(UtcDateTime)
+    # {"lead": iso, "prospect": iso, ...}: when the customer last entered each stage.
+    lifecycle_dates: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
     tier: Mapped[str | None] = mapped_column(String(1))
     region: Mapped[str | None] = mapped_column(String(100))
     industry: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[str | None] = mapped_column(String(100))
     notes: Mapped[str | None] = mapped_column(Text)
+    custom_fields: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
+    # The id the customer had in the system it was imported from: imports are
+    # idempotent by it.
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    # Lower-cased, accent-free name, company and contact names: what keyword search scans.
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    # Normalised "name|company": two customers with the same key are likely duplicates.
+    dedupe_key: Mapped[str] = mapped_column(String(420), default="")
+    # The earliest open next-follow-up date of the customer (None: nothing planned).
+    next_followup_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    merged_into_id: Mapped[str | None] = mapped_column(Uuid())
     created_by: Mapped[str | None] = mapped_column(Uuid())
     created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
@@ -37,6 +55,9 @@ class Customer(Base):
         back_populates="customer", cascade="all, delete-orphan", lazy="selectin",
         order_by="CustomerTag.tag",
     )
+    identifiers: Mapped[list["CustomerIdentifier"]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan",
+    )
 
     # UPDATEs say "WHERE version = <what was read>": two concurrent edits of
     # one version cannot both win.
@@ -46,6 +67,11 @@ class Customer(Base):
         Index("ix_customers_owner_created", "owner_id", "created_at"),
         Index("ix_customers_team_created", "owner_team_id", "created_at"),
         Index("ix_customers_created", "created_at"),
+        Index("ix_customers_updated", "updated_at"),
+        Index("ix_customers_name", "name"),
+        Index("ix_customers_dedupe_key", "dedupe_key"),
+        Index("ix_customers_owner_followup", "owner_id", "next_followup_at"),
+        UniqueConstraint("external_id", name="uq_customers_external_id"),
     )
 
     @property
@@ -61,3 +87,146 @@ class CustomerTag(Base):
     tag: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
 
     customer: Mapped[Customer] = relationship(back_populates="tag_rows")
+
+
+class CustomerIdentifier(Base):
+    """A normalised phone or email of a customer: exact lookup and duplicate detection."""
+
+    __tablename__ = "customer_identifiers"
+
+    customer_id: Mapped[str] = mapped_column(
+        Uuid(), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # phone | email
+    value: Mapped[str] = mapped_column(String(254), primary_key=True)
+
+    customer: Mapped[Customer] = relationship(back_populates="identifiers")
+
+    __table_args__ = (Index("ix_customer_identifiers_lookup", "kind", "value"),)
+
+
+class CustomerHistory(Base):
+    """One change to a customer: what changed field by field, who, when, in which request."""
+
+    __tablename__ = "customer_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(Uuid(), ForeignKey("customers.id", ondelete="CASCADE"))
+    # created | updated | deleted | restored | assigned | merged | merged_into |
+    # contact_added | contact_updated | contact_removed | followup_logged | imported
+    action: Mapped[str] = mapped_column(String(30))
+    # {"field": {"old": ..., "new": ...}}
+    changes: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
+    actor_id: Mapped[str | None] = mapped_column(Uuid())
+    actor_role: Mapped[str | None] = mapped_column(String(20))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    occurred_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_customer_history_customer", "customer_id", "id"),)
+
+
+class CustomFieldDefinition(Base):
+    """An admin-defined extra field that customers' ``custom_fields`` are checked against."""
+
+    __tablename__ = "customer_field_definitions"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(10))  # text | number | boolean | date | choice
+    choices: Mapped[list] = mapped_column(JsonDocument(), default=list)
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(Uuid())
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Contact(Base):
+    """A person at a company customer."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    customer_id: Mapped[str] = mapped_column(Uuid(), ForeignKey("customers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(100))
+    phones: Mapped[list] = mapped_column(JsonDocument(), default=list)
+    emails: Mapped[list] = mapped_column(JsonDocument(), default=list)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(Uuid())
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (Index("ix_contacts_customer", "customer_id", "created_at"),)
+
+
+class Followup(Base):
+    """One contact with a customer (a call, a visit...): together, the relationship history."""
+
+    __tablename__ = "followups"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    customer_id: Mapped[str] = mapped_column(Uuid(), ForeignKey("customers.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(10))  # call | meeting | email | visit | note
+    occurred_at: Mapped[object] = mapped_column(UtcDateTime)
+    summary: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    next_followup_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    # The customer's owner when this was logged: whose day plan the next step lands in.
+    owner_id: Mapped[str | None] = mapped_column(Uuid())
+    owner_team_id: Mapped[str | None] = mapped_column(String(64))
+    # Set when a later follow-up of the same customer took care of next_followup_at.
+    closed_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    closed_by_followup_id: Mapped[str | None] = mapped_column(Uuid())
+    created_by: Mapped[str | None] = mapped_column(Uuid())
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_followups_customer", "customer_id", "occurred_at"),
+        Index("ix_followups_due", "owner_id", "next_followup_at"),
+    )
+
+
+class SavedView(Base):
+    """A named customer filter that one user keeps."""
+
+    __tablename__ = "customer_views"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(Uuid())
+    name: Mapped[str] = mapped_column(String(100))
+    filters: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
+    sort: Mapped[str | None] = mapped_column(String(30))
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_customer_views_user_name"),)
+
+
+class ImportJob(Base):
+    """One customer import: the uploaded file, its options, progress and final report."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(10))  # queued | running | done | failed
+    filename: Mapped[str] = mapped_column(String(255))
+    file_format: Mapped[str] = mapped_column(String(4))  # csv | xlsx
+    # Kept until the job is done, then dropped: the file may hold PII.
+    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    mapping: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    on_duplicate: Mapped[str] = mapped_column(String(10))  # skip | update | create
+    total_rows: Mapped[int | None] = mapped_column(Integer)
+    done_rows: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[dict | None] = mapped_column(JsonDocument())
+    error: Mapped[str | None] = mapped_column(Text)
+    # Who started it, as the context the rows are written with.
+    created_by: Mapped[str | None] = mapped_column(Uuid())
+    created_by_role: Mapped[str | None] = mapped_column(String(20))
+    created_by_team_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[object | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_import_jobs_status", "status", "created_at"),)

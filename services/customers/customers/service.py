@@ -38,3 +38,7 @@ class CustomersService(OpsEndpoints):
     @rpc
     def delete_customer(self, customer_id, expected_version=None):
         self._book().delete(customer_id, expected_version)
+
+    # --- contacts, follow-ups and saved views (customers.activity) ----------
+
+    # --- imports and exports (customers.imports, customers.exports) ---------

@@ -14,22 +14,22 @@ from crm_common.ops import OpsEndpoints
 from crm_common.validation import load
 
 from gateway import idempotency, users
+from gateway.activity_routes import ActivityRoutes
+from gateway.customer_routes import CustomerRoutes
+from gateway.import_routes import ImportRoutes
 from gateway.auth import SignIn
 from gateway.dependencies import Auth, GatewayDatabase
 from gateway.http import (
-    API_PREFIX, MethodNotAllowed, Reply, allowed_methods, api, etag, if_match_version,
-    if_none_match_version, page_arguments, route_registry,
+    API_PREFIX, MethodNotAllowed, Reply, allowed_methods, api, page_arguments, route_registry,
 )
 from gateway.openapi import DOCS_PAGE, build_openapi
 from gateway.readiness import SERVICES, check_readiness
 from gateway.rpc import BoundedRpcProxy, broker_is_up
 from gateway.schemas import (
-    CUSTOMER_FILTERS, CustomerCreateRequest, CustomerListQuery, CustomerPage, CustomerResponse,
-    CustomersSummaryResponse, CustomerUpdateRequest, LoginRequest, NotificationPage, PageQuery,
+    CustomersSummaryResponse, LoginRequest, NotificationPage, PageQuery,
     ReadinessResponse, RefreshRequest, TokenPairResponse, UserCreateRequest, UserPage, UserResponse,
 )
 
-WRITERS = ("admin", "manager", "sales")
 # /ready answers within this even when services hang.
 READY_TIMEOUT = 2.0
 
@@ -39,7 +39,7 @@ def openapi_json(service_cls):
     return json.dumps(build_openapi(route_registry(service_cls)), ensure_ascii=False)
 
 
-class GatewayService(OpsEndpoints):
+class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, OpsEndpoints):
     name = "gateway"
 
     db = GatewayDatabase(migrations="gateway.migrations")
@@ -113,46 +113,6 @@ class GatewayService(OpsEndpoints):
     @api("GET", "/users/<user_id>", roles=("admin",), response=UserResponse, tags=("users",), summary="One user")
     def get_user(self, request, user_id):
         return users.to_dict(self._users().get(user_id))
-
-    # --- customers (the customers service) -----------------------------------
-
-    @api("POST", "/customers", roles=WRITERS, body=CustomerCreateRequest, response=CustomerResponse, status=201,
-         headers=(idempotency.HEADER,), tags=("customers",), summary="Create a customer")
-    def create_customer(self, request, body):
-        def create():
-            owner_id = body.get("owner_id") if isinstance(body, dict) else None
-            owner_team_id = self._users().team_of_owner(owner_id, self.context.user_id, self.context.team_id)
-            customer = self.customers.create_customer(body, owner_team_id)
-            return Reply(customer, headers={"Location": f"{API_PREFIX}/customers/{customer['id']}",
-                                            "ETag": etag(customer["version"])})
-        return self._once(request, body, create)
-
-    @api("GET", "/customers", query=CustomerListQuery, response=CustomerPage, tags=("customers",),
-         summary="List the customers the caller may see")
-    def list_customers(self, request):
-        filters = {name: request.args[name] for name in CUSTOMER_FILTERS if name in request.args}
-        limit, cursor = page_arguments(request)
-        return self.customers.list_customers(filters, limit, cursor, request.args.get("sort") or None)
-
-    @api("GET", "/customers/<customer_id>", response=CustomerResponse, headers=("If-None-Match",),
-         tags=("customers",), summary="One customer")
-    def get_customer(self, request, customer_id):
-        customer = self.customers.get_customer(customer_id)
-        headers = {"ETag": etag(customer["version"])}
-        if if_none_match_version(request) == customer["version"]:
-            return Reply(status=304, headers=headers)
-        return Reply(customer, headers=headers)
-
-    @api("PATCH", "/customers/<customer_id>", roles=WRITERS, body=CustomerUpdateRequest, response=CustomerResponse,
-         headers=("If-Match",), tags=("customers",), summary="Change some fields of a customer")
-    def update_customer(self, request, customer_id, body):
-        customer = self.customers.update_customer(customer_id, body, if_match_version(request))
-        return Reply(customer, headers={"ETag": etag(customer["version"])})
-
-    @api("DELETE", "/customers/<customer_id>", roles=WRITERS, status=204, headers=("If-Match",),
-         tags=("customers",), summary="Delete a customer")
-    def delete_customer(self, request, customer_id):
-        self.customers.delete_customer(customer_id, if_match_version(request))
 
     # --- reports and notifications -------------------------------------------
 
