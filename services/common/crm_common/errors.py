@@ -16,8 +16,9 @@ class CrmError(Exception):
     code = "internal_error"
     title = "Internal server error"
 
-    def __init__(self, detail="", errors=None):
-        super().__init__(detail, errors or {})
+    def __init__(self, detail="", errors=None, extra=None):
+        # ``extra``: RFC 9457 extension members, e.g. the candidates of a duplicate.
+        super().__init__(detail, errors or {}, extra or {})
 
     @property
     def detail(self):
@@ -27,6 +28,10 @@ class CrmError(Exception):
     def errors(self):
         """Field-level messages: {"field": ["message", ...]} (nested for nested fields)."""
         return self.args[1]
+
+    @property
+    def extra(self):
+        return self.args[2] if len(self.args) > 2 else {}
 
     def __str__(self):
         return self.detail or self.title
@@ -82,9 +87,10 @@ class GatewayTimeout(CrmError):
     status, code, title = 504, "service_timeout", "A service did not answer in time"
 
 
-def problem(status, code, title, detail="", request_id=None, errors=None):
+def problem(status, code, title, detail="", request_id=None, errors=None, extra=None):
     """An RFC 9457 problem document."""
     body = {
+        **(extra or {}),
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,
         "status": status,
@@ -98,4 +104,4 @@ def problem(status, code, title, detail="", request_id=None, errors=None):
 
 
 def problem_from_error(exc, request_id=None, title=None):
-    return problem(exc.status, exc.code, title or exc.title, exc.detail, request_id, exc.errors)
+    return problem(exc.status, exc.code, title or exc.title, exc.detail, request_id, exc.errors, exc.extra)

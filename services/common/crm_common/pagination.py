@@ -51,8 +51,12 @@ def decode_cursor(cursor):
         raise ValidationFailed("cursor is not valid", {"cursor": ["Not a valid cursor."]})
 
 
-def keyset_page(session, statement, sort_column, id_column, descending, limit, cursor=None):
-    """Run ``statement`` one page at a time: returns (rows, next_cursor or None)."""
+def keyset_page(session, statement, sort_column, id_column, descending, limit, cursor=None, sort_value=None):
+    """Run ``statement`` one page at a time: returns (rows, next_cursor or None).
+
+    ``sort_column`` may be an expression (e.g. a COALESCE that puts empty
+    values last); then ``sort_value(row)`` computes its value for the cursor.
+    """
     limit = check_limit(limit)
     if cursor:
         value, last_id = decode_cursor(cursor)
@@ -70,5 +74,6 @@ def keyset_page(session, statement, sort_column, id_column, descending, limit, c
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor(getattr(last, sort_column.key), getattr(last, id_column.key))
+        value = sort_value(last) if sort_value else getattr(last, sort_column.key)
+        next_cursor = encode_cursor(value, getattr(last, id_column.key))
     return rows, next_cursor

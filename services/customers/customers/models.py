@@ -216,6 +216,9 @@ class ImportJob(Base):
     mapping: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     on_duplicate: Mapped[str] = mapped_column(String(10))  # skip | update | create
+    # {user_id: team_id} of the users rows may name as owner, as the gateway
+    # knew them when the import started: a row's owner_team_id comes from here.
+    owner_teams: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
     total_rows: Mapped[int | None] = mapped_column(Integer)
     done_rows: Mapped[int] = mapped_column(Integer, default=0)
     report: Mapped[dict | None] = mapped_column(JsonDocument())

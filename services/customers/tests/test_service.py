@@ -9,7 +9,7 @@ from customers.service import CustomersService
 
 def test_entrypoints_use_the_callers_context(session, as_alice):
     service = worker_factory(CustomersService, db=session, context=as_alice)
-    created = service.create_customer({"kind": "person", "name": "Via RPC"})
+    created = service.create_customer({"kind": "company", "name": "Via RPC"})
     assert service.get_customer(created["id"])["name"] == "Via RPC"
     assert service.list_customers()["items"][0]["id"] == created["id"]
     updated = service.update_customer(created["id"], {"tier": "A"}, 1)

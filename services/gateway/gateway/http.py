@@ -7,7 +7,8 @@ For each request the entrypoint, before a worker runs:
 - takes the caller's X-Request-ID when it looks sane, else makes one, and
   returns it in the response;
 - verifies the Bearer access token (unless the route is public) and the role;
-- reads a JSON body (400 when it is not JSON);
+- reads a JSON body (400 when it is not JSON), or, for an upload route
+  (``form``), a multipart/form-data body of at most ``max_body`` bytes;
 
 then puts request id, language and caller into the worker's context data,
 which nameko forwards on every RPC the worker makes. Every CrmError, raised
@@ -41,7 +42,7 @@ from crm_common.context import (
     LANGUAGE, REQUEST_ID, ROLES, TEAM_ID, USER_ID, USER_ROLE, new_request_id,
 )
 from crm_common.errors import (
-    PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, ServiceUnavailable, Unauthorized,
+    PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, ServiceUnavailable, Unauthorized, ValidationFailed,
     problem_from_error,
 )
 from crm_common.logs import bind_request_id
@@ -88,6 +89,12 @@ class Route:
     description: str = ""
     tags: tuple = ()
     body: type | None = None  # marshmallow schema of the request body
+    # marshmallow schema documenting a multipart/form-data body (file uploads);
+    # the route then gets ``form`` (text fields) and ``files`` (uploaded files).
+    form: type | None = None
+    max_body: int = MAX_BODY_BYTES
+    # Media types of a file the route answers with (e.g. text/csv), instead of JSON.
+    downloads: tuple = ()
     response: type | None = None  # marshmallow schema of the success response
     query: type | None = None  # marshmallow schema of the query parameters
     status: int = 200
@@ -121,14 +128,15 @@ class ApiEndpoint(HttpRequestHandler):
 
     def __init__(self, method, url, *, summary="", description="", tags=(), body=None, response=None,
                  query=None, status=200, roles=None, public=False, headers=(), documented=True,
-                 prefix=API_PREFIX, **kwargs):
+                 prefix=API_PREFIX, form=None, max_body=MAX_BODY_BYTES, downloads=(), **kwargs):
         if roles is not None and not set(roles) <= set(ROLES):
             raise ValueError(f"unknown roles in {roles!r}")
         kwargs.setdefault("expected_exceptions", CrmError)
         super().__init__(method, prefix + url, **kwargs)
         self.route = Route(
             method=method, url=prefix + url, summary=summary, description=description, tags=tuple(tags),
-            body=body, response=response, query=query, status=status,
+            body=body, response=response, query=query, status=status, form=form, max_body=max_body,
+            downloads=tuple(downloads),
             roles=tuple(roles) if roles is not None else None, public=public, headers=tuple(headers),
             documented=documented,
         )
@@ -178,6 +186,8 @@ class ApiEndpoint(HttpRequestHandler):
         kwargs = dict(request.path_values)
         if self.route.body is not None:
             kwargs["body"] = read_json_body(request)
+        if self.route.form is not None:
+            kwargs["form"], kwargs["files"] = read_form(request, self.route.max_body)
         return (request,), kwargs
 
     def handle_result(self, finished, worker_ctx, result, exc_info):
@@ -267,10 +277,32 @@ def read_json_body(request):
         raise BadRequest(f"The body is not valid JSON: {error}")
 
 
+def read_form(request, max_bytes):
+    """The text fields and files of a multipart/form-data (or urlencoded) body, at most ``max_bytes``."""
+    if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise BadRequest("Send this as multipart/form-data.")
+    request.max_content_length = max_bytes
+    try:
+        return request.form, request.files
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(f"The upload may be at most {max_bytes // (1024 * 1024)} MB.")
+
+
 def page_arguments(request):
     """(limit, cursor) from the query; None for what is absent. 422 for a bad limit."""
     limit = request.args.get("limit")
     return (check_limit(limit) if limit is not None else None), (request.args.get("cursor") or None)
+
+
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+def query_flag(request, name):
+    """A true/false query parameter (absent: false); 422 naming it for anything else."""
+    value = request.args.get(name, "").strip().lower()
+    if value not in TRUE_WORDS + FALSE_WORDS:
+        raise ValidationFailed(f"{name} must be true or false.", {name: ["Use true or false."]})
+    return value in TRUE_WORDS
 
 
 def etag(version):

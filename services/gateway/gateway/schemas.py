@@ -98,56 +98,87 @@ class PageQuery(Schema):
 CUSTOMER_KINDS = ("person", "company")
 LIFECYCLE_STAGES = ("lead", "prospect", "customer", "churned")
 TIERS = ("A", "B", "C", "D")
+COMPANY_SIZES = ("1-9", "10-49", "50-249", "250-999", "1000+")
+CUSTOM_FIELD_TYPES = ("text", "number", "boolean", "date", "choice")
+MERGEABLE_FIELDS = ("kind", "name", "company", "contact", "lifecycle_stage", "tier", "region", "industry",
+                    "source", "notes", "custom_fields")
 
 
-class CustomerCreateRequest(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(CUSTOMER_KINDS))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    email = fields.Email(allow_none=True)
-    phone = fields.String(allow_none=True, metadata={"example": "+8613800000000"})
-    owner_id = fields.String(allow_none=True, metadata={
-        "format": "uuid", "description": "Defaults to the caller; must be an existing user"})
-    lifecycle_stage = fields.String(validate=validate.OneOf(LIFECYCLE_STAGES))
-    tier = fields.String(allow_none=True, validate=validate.OneOf(TIERS))
-    tags = fields.List(fields.String(validate=validate.Length(min=1, max=50)))
-    region = fields.String(allow_none=True)
+class CompanyDoc(Schema):
+    name = fields.String(allow_none=True, validate=validate.Length(max=200))
     industry = fields.String(allow_none=True)
-    source = fields.String(allow_none=True)
-    notes = fields.String(allow_none=True)
+    size = fields.String(allow_none=True, validate=validate.OneOf(COMPANY_SIZES))
+    website = fields.Url(allow_none=True)
 
 
-class CustomerUpdateRequest(Schema):
-    """Every field optional; the owner is not changed here."""
+class AddressDoc(Schema):
+    country = fields.String(allow_none=True)
+    region = fields.String(allow_none=True)
+    city = fields.String(allow_none=True)
+    street = fields.String(allow_none=True)
+    postcode = fields.String(allow_none=True)
 
+
+class ContactDetailsDoc(Schema):
+    phones = fields.List(fields.String(metadata={"example": "+86 138 0013 8000"}), metadata={
+        "description": "Stored in E.164; a number without +country code is read in CRM_DEFAULT_PHONE_REGION (CN)"})
+    emails = fields.List(fields.Email())
+    address = fields.Nested(AddressDoc)
+
+
+class CustomerWritable(Schema):
     kind = fields.String(validate=validate.OneOf(CUSTOMER_KINDS))
     name = fields.String(validate=validate.Length(min=1, max=200))
-    email = fields.Email(allow_none=True)
-    phone = fields.String(allow_none=True)
+    company = fields.Nested(CompanyDoc)
+    contact = fields.Nested(ContactDetailsDoc)
     lifecycle_stage = fields.String(validate=validate.OneOf(LIFECYCLE_STAGES))
     tier = fields.String(allow_none=True, validate=validate.OneOf(TIERS))
-    tags = fields.List(fields.String(validate=validate.Length(min=1, max=50)))
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=50)),
+                       metadata={"description": "Trimmed and de-duplicated"})
     region = fields.String(allow_none=True)
     industry = fields.String(allow_none=True)
-    source = fields.String(allow_none=True)
+    source = fields.String(allow_none=True, metadata={"description": "Where the lead came from"})
     notes = fields.String(allow_none=True)
+    custom_fields = fields.Dict(keys=fields.String(), metadata={
+        "description": "Values of the fields defined at /customer-fields, by key"})
+    external_id = fields.String(allow_none=True, metadata={
+        "description": "The id in the system the customer came from; unique"})
+
+
+class CustomerCreateRequest(CustomerWritable):
+    kind = fields.String(required=True, validate=validate.OneOf(CUSTOMER_KINDS), metadata={
+        "description": "A person needs at least one phone or email in contact"})
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    owner_id = fields.String(allow_none=True, metadata={
+        "format": "uuid", "description": "Defaults to the caller; must be an existing user"})
+
+
+class CustomerUpdateRequest(CustomerWritable):
+    """Every field optional; the owner changes with POST /customers/{id}/assign."""
 
 
 class CustomerResponse(Schema):
     id = fields.String(required=True, metadata={"format": "uuid"})
     kind = fields.String(required=True, validate=validate.OneOf(CUSTOMER_KINDS))
     name = fields.String(required=True)
-    email = fields.String(allow_none=True)
-    phone = fields.String(allow_none=True)
+    company = fields.Nested(CompanyDoc)
+    contact = fields.Nested(ContactDetailsDoc)
     owner_id = fields.String(allow_none=True)
     owner_team_id = fields.String(allow_none=True, metadata={"description": "The owner's team"})
     lifecycle_stage = fields.String(validate=validate.OneOf(LIFECYCLE_STAGES))
     lifecycle_changed_at = fields.DateTime(metadata={"description": "When the stage last changed"})
+    lifecycle_dates = fields.Dict(keys=fields.String(), values=fields.DateTime(), metadata={
+        "description": "When the customer last entered each stage"})
     tier = fields.String(allow_none=True)
     tags = fields.List(fields.String())
     region = fields.String(allow_none=True)
     industry = fields.String(allow_none=True)
     source = fields.String(allow_none=True)
     notes = fields.String(allow_none=True)
+    custom_fields = fields.Dict(keys=fields.String())
+    external_id = fields.String(allow_none=True)
+    next_followup_at = fields.DateTime(allow_none=True, metadata={"description": "The next planned follow-up"})
+    merged_into_id = fields.String(allow_none=True, metadata={"description": "Set when merged into another customer"})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     deleted_at = fields.DateTime(allow_none=True)
@@ -160,18 +191,123 @@ class CustomerPage(Schema):
 
 
 class CustomerListQuery(PageQuery):
-    q = fields.String(metadata={"description": "Matches name or email"})
+    q = fields.String(metadata={"description": "Keywords in name, company or contact names; any case, "
+                                               "accents ignored, parts of words, Chinese or English"})
+    kind = fields.String(validate=validate.OneOf(CUSTOMER_KINDS))
     owner_id = fields.String(metadata={"format": "uuid"})
     lifecycle_stage = fields.String(validate=validate.OneOf(LIFECYCLE_STAGES))
     tier = fields.String(validate=validate.OneOf(TIERS))
-    tag = fields.String()
+    tag = fields.List(fields.String(), metadata={"description": "Repeatable: customers with every tag given"})
+    industry = fields.String()
     region = fields.String()
+    source = fields.String()
+    created_from = fields.DateTime(metadata={"description": "Created at or after (ISO 8601; UTC if no offset)"})
+    created_to = fields.DateTime(metadata={"description": "Created at or before"})
+    has_followup_due = fields.Boolean(metadata={"description": "Whose next follow-up date has come"})
+    phone = fields.String(metadata={"description": "Exact match on any of the customer's phones, any spelling"})
+    email = fields.String(metadata={"description": "Exact match on any of the customer's emails"})
     include_deleted = fields.Boolean(metadata={"description": "Admins only"})
     sort = fields.String(metadata={"example": "-created_at",
-                                   "description": "created_at, updated_at or name; prefix - for descending"})
+                                   "description": "created_at, updated_at, name or tier; prefix - for descending"})
 
 
-CUSTOMER_FILTERS = ("q", "owner_id", "lifecycle_stage", "tier", "tag", "region", "include_deleted")
+# The list filters the gateway passes on (``tag`` may repeat).
+CUSTOMER_FILTERS = ("q", "kind", "owner_id", "lifecycle_stage", "tier", "tag", "industry", "region", "source",
+                    "created_from", "created_to", "has_followup_due", "phone", "email", "include_deleted")
+REPEATABLE_FILTERS = ("tag",)
+
+
+class CreateCustomerQuery(Schema):
+    allow_duplicate = fields.Boolean(metadata={
+        "description": "Create even when a customer with the same phone, email or name + company exists"})
+
+
+class IncludeDeletedQuery(Schema):
+    include_deleted = fields.Boolean(metadata={"description": "Admins only: also a deleted customer"})
+
+
+class DuplicateCandidate(Schema):
+    id = fields.String(allow_none=True, metadata={"description": "null when the caller may not see that customer"})
+    name = fields.String(allow_none=True)
+    owner_id = fields.String(allow_none=True)
+    reasons = fields.List(fields.String())
+
+
+class DuplicateProblem(Schema):
+    """409 on create: the customers this one looks like."""
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    candidates = fields.List(fields.Nested(DuplicateCandidate))
+
+
+class DuplicateResponse(CustomerResponse):
+    reasons = fields.List(fields.String(), metadata={"example": ["same phone: +8613800138000"]})
+
+
+class DuplicateList(Schema):
+    items = fields.List(fields.Nested(DuplicateResponse), required=True)
+
+
+class HistoryEntryResponse(Schema):
+    id = fields.Integer()
+    action = fields.String(metadata={"description": "created, updated, deleted, restored, assigned, merged, "
+                                                    "merged_into, contact_added, followup_logged, imported ..."})
+    changes = fields.Dict(keys=fields.String(), metadata={
+        "description": "{field: {old, new}}", "example": {"tier": {"old": "C", "new": "A"}}})
+    actor_id = fields.String(allow_none=True)
+    actor_role = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    occurred_at = fields.DateTime()
+
+
+class HistoryPage(Schema):
+    items = fields.List(fields.Nested(HistoryEntryResponse), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class AssignRequest(Schema):
+    owner_id = fields.String(required=True, metadata={"format": "uuid"})
+
+
+class BulkAssignRequest(Schema):
+    customer_ids = fields.List(fields.String(metadata={"format": "uuid"}), required=True,
+                               validate=validate.Length(min=1, max=500))
+    owner_id = fields.String(required=True, metadata={"format": "uuid"})
+
+
+class BulkAssignResponse(Schema):
+    items = fields.List(fields.Nested(CustomerResponse), required=True)
+
+
+class MergeRequest(Schema):
+    source_id = fields.String(required=True, metadata={"format": "uuid",
+                                                       "description": "The customer folded into this one"})
+    take_from_source = fields.List(fields.String(validate=validate.OneOf(MERGEABLE_FIELDS)), metadata={
+        "description": "Fields whose value comes from the source; the others keep this customer's"})
+
+
+class CustomFieldRequest(Schema):
+    key = fields.String(required=True, metadata={"example": "vat_number"})
+    label = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(CUSTOM_FIELD_TYPES))
+    choices = fields.List(fields.String(), metadata={"description": "For type choice"})
+    required = fields.Boolean()
+
+
+class CustomFieldResponse(Schema):
+    key = fields.String()
+    label = fields.String()
+    type = fields.String()
+    choices = fields.List(fields.String())
+    required = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class CustomFieldList(Schema):
+    items = fields.List(fields.Nested(CustomFieldResponse), required=True)
 
 
 # --- reports and notifications (served by other services) --------------------

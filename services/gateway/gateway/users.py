@@ -91,10 +91,17 @@ class UserDirectory:
         owner = self.find(owner_id)
         if owner is None:
             raise ValidationFailed("The owner is not a user of this CRM.", {"owner_id": ["Unknown user."]})
+        if owner.role not in OWNER_ROLES:
+            raise ValidationFailed("Customers are owned by sales people, managers or admins.",
+                                   {"owner_id": [f"A {owner.role} user cannot own customers."]})
         return owner.team_id
 
     def _find_by_email(self, email):
         return self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+
+
+# Roles that can own (and so work) customers.
+OWNER_ROLES = ("admin", "manager", "sales")
 
 
 def _email_taken():

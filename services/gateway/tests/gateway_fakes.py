@@ -46,7 +46,7 @@ class FakeCustomers(FakeService):
     name = "customers"
 
     @rpc
-    def create_customer(self, data, owner_team_id=None):
+    def create_customer(self, data, owner_team_id=None, allow_duplicate=False):
         self._record("create_customer", data, owner_team_id)
         if not isinstance(data, dict) or not data.get("name"):
             raise ValidationFailed("The input is not valid.", {"name": ["Missing data for required field."]})
@@ -58,7 +58,7 @@ class FakeCustomers(FakeService):
         return customer
 
     @rpc
-    def get_customer(self, customer_id):
+    def get_customer(self, customer_id, include_deleted=False):
         self._record("get_customer", customer_id)
         if customer_id == "explode":
             raise RuntimeError("database password is hunter2")

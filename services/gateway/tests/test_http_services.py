@@ -57,7 +57,7 @@ def test_customer_lifecycle_carries_context_etags_and_versions(gateway, admin_to
 
     listed = gateway.get("/api/v1/customers?tag=vip&limit=5&sort=-name&unknown=1", token=token).json()
     assert [c["id"] for c in listed["items"]] == [customer["id"]]
-    assert fake_calls[-1]["args"] == ({"tag": "vip"}, 5, None, "-name")
+    assert fake_calls[-1]["args"] == ({"tag": ["vip"]}, 5, None, "-name")
 
     deleted = gateway.request("DELETE", f"/api/v1/customers/{customer['id']}", token=token,
                               headers={"If-Match": 'W/"2"'})

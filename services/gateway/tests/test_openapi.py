@@ -10,6 +10,10 @@ EXPECTED_OPERATIONS = {
     ("post", "/api/v1/customers"), ("get", "/api/v1/customers"),
     ("get", "/api/v1/customers/{customer_id}"), ("patch", "/api/v1/customers/{customer_id}"),
     ("delete", "/api/v1/customers/{customer_id}"),
+    ("post", "/api/v1/customers/{customer_id}/restore"), ("get", "/api/v1/customers/{customer_id}/history"),
+    ("post", "/api/v1/customers/{customer_id}/assign"), ("post", "/api/v1/customers/bulk-assign"),
+    ("get", "/api/v1/customers/{customer_id}/duplicates"), ("post", "/api/v1/customers/{customer_id}/merge"),
+    ("get", "/api/v1/customer-fields"), ("post", "/api/v1/customer-fields"),
     ("get", "/api/v1/reports/customers/summary"), ("get", "/api/v1/notifications"), ("get", "/ready"),
 }
 
@@ -21,7 +25,10 @@ def document():
 def test_every_route_is_documented_once():
     paths = document()["paths"]
     operations = {(method, path) for path, item in paths.items() for method in item}
-    assert operations == EXPECTED_OPERATIONS
+    registered = {(route.method.lower(), route.template) for route in route_registry(GatewayService)
+                  if route.documented}
+    assert operations == registered
+    assert EXPECTED_OPERATIONS <= operations
     ids = [op["operationId"] for item in paths.values() for op in item.values()]
     assert len(ids) == len(set(ids))
 

@@ -31,7 +31,7 @@ def test_new_customer_belongs_to_the_callers_team(make_gateway):
     gateway = make_gateway()
     gateway.customers.create_customer.return_value = CUSTOMER
     reply = gateway.create_customer(request("POST"), body={"kind": "company", "name": "Acme"})
-    gateway.customers.create_customer.assert_called_once_with({"kind": "company", "name": "Acme"}, "east")
+    gateway.customers.create_customer.assert_called_once_with({"kind": "company", "name": "Acme"}, "east", False)
     assert reply.data == CUSTOMER
     assert reply.headers == {"Location": "/api/v1/customers/c-1", "ETag": 'W/"3"'}
 
@@ -43,7 +43,7 @@ def test_new_customer_for_another_owner_belongs_to_the_owners_team(make_gateway,
     gateway = make_gateway(role="manager")
     gateway.customers.create_customer.return_value = CUSTOMER
     gateway.create_customer(request("POST"), body={"name": "Acme", "owner_id": owner.id})
-    gateway.customers.create_customer.assert_called_once_with({"name": "Acme", "owner_id": owner.id}, "west")
+    gateway.customers.create_customer.assert_called_once_with({"name": "Acme", "owner_id": owner.id}, "west", False)
 
 
 def test_new_customer_for_an_unknown_owner_is_refused_before_any_rpc(make_gateway):
@@ -60,7 +60,7 @@ def test_list_passes_known_filters_and_paging(make_gateway):
     query = "q=acme&tag=vip&region=east&include_deleted=true&limit=10&cursor=abc&sort=-name&bogus=1"
     assert gateway.list_customers(request(query=query)) == {"items": [], "next_cursor": None}
     gateway.customers.list_customers.assert_called_once_with(
-        {"q": "acme", "tag": "vip", "region": "east", "include_deleted": "true"}, 10, "abc", "-name")
+        {"q": "acme", "tag": ["vip"], "region": "east", "include_deleted": "true"}, 10, "abc", "-name")
 
 
 def test_list_without_paging_lets_the_service_choose(make_gateway):

@@ -55,6 +55,7 @@ def upgrade():
     sa.Column('mapping', JSON_DOCUMENT, nullable=False),
     sa.Column('dry_run', sa.Boolean(), nullable=False),
     sa.Column('on_duplicate', sa.String(length=10), nullable=False),
+    sa.Column('owner_teams', JSON_DOCUMENT, nullable=False),
     sa.Column('total_rows', sa.Integer(), nullable=True),
     sa.Column('done_rows', sa.Integer(), nullable=False),
     sa.Column('report', JSON_DOCUMENT, nullable=True),
