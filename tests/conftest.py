@@ -1,183 +1,22 @@
 """End-to-end fixtures: the whole system as `make up` runs it, on PostgreSQL.
 
 Each test session gets its own RabbitMQ vhost and its own PostgreSQL
-databases (CRM_TEST_PG_URL names the server), so a run never sees another run's queues or rows, and starts every
-service as a separate `nameko run` process, as in production.
+databases (crm_common.testing_system), and starts every service as a
+separate `nameko run` process, as in production.
 """
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
-from contextlib import ExitStack
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
-import requests
 
-from crm_common.testing import postgres_database
-
-ROOT = Path(__file__).resolve().parents[1]
-NAMEKO = str(Path(sys.executable).with_name("nameko"))
-SERVICES = {
-    "customers": "customers.service:CustomersService",
-    "sales": "sales.service:SalesService",
-    "notifications": "notifications.service:NotificationsService",
-    "reporting": "reporting.service:ReportingService",
-    "gateway": "gateway.service:GatewayService",
-}
-AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
-RABBIT_API = os.environ.get("RABBIT_CTL_URI", "http://guest:guest@127.0.0.1:15672")
-ADMIN_EMAIL = "admin@e2e.example"
-ADMIN_PASSWORD = "correct horse battery staple"
-
-
-def wait_until(condition, timeout, interval=0.1, message="condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RabbitAdmin:
-    def __init__(self, api_uri):
-        parsed = urlparse(api_uri)
-        self.base = f"{parsed.scheme}://{parsed.hostname}:{parsed.port}/api"
-        self.auth = (parsed.username, parsed.password)
-
-    def create_vhost(self, vhost, user):
-        requests.put(f"{self.base}/vhosts/{vhost}", auth=self.auth, timeout=10).raise_for_status()
-        requests.put(f"{self.base}/permissions/{vhost}/{user}", auth=self.auth, timeout=10,
-                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-
-    def delete_vhost(self, vhost):
-        requests.delete(f"{self.base}/vhosts/{vhost}", auth=self.auth, timeout=10)
-
-
-class System:
-    """The running system: one process per service instance, started and stopped by tests."""
-
-    def __init__(self, workdir, env):
-        self.workdir = workdir
-        self.env = env
-        self.processes = {}  # instance name -> Popen
-        self.http_ports = {}
-        self.gateway_url = f"http://127.0.0.1:{env['CRM_GATEWAY_PORT']}"
-
-    def start(self, service, instance=None):
-        instance = instance or service
-        env = dict(self.env)
-        if service != "gateway":
-            port = free_port()
-            env[f"CRM_{service.upper()}_HTTP_PORT"] = str(port)
-            self.http_ports[instance] = port
-        log = open(self.workdir / f"{instance}.log", "ab")
-        self.processes[instance] = subprocess.Popen(
-            [NAMEKO, "run", "--config", str(ROOT / "services" / service / "config.yaml"),
-             SERVICES[service]],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        if service != "gateway":
-            wait_until(lambda: self._health(instance), 60, message=f"{instance} /health")
-
-    def _health(self, instance):
-        if self.processes[instance].poll() is not None:
-            raise AssertionError(f"{instance} exited; see {self.workdir / (instance + '.log')}")
-        try:
-            return requests.get(f"http://127.0.0.1:{self.http_ports[instance]}/health",
-                                timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def stop(self, instance):
-        process = self.processes.pop(instance)
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def metrics(self, instance):
-        return requests.get(f"http://127.0.0.1:{self.http_ports[instance]}/metrics", timeout=5).text
-
-    def ready(self):
-        try:
-            return requests.get(self.gateway_url + "/ready", timeout=5).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def stop_all(self):
-        for instance in list(self.processes):
-            self.stop(instance)
+from crm_common.testing_system import (  # noqa: F401 (tests import Api and wait_until from here)
+    ADMIN_EMAIL, ADMIN_PASSWORD, Api, login, running_system, wait_until,
+)
 
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory):
-    run_id = secrets.token_hex(4)
-    workdir = tmp_path_factory.mktemp("system")
-    rabbit = RabbitAdmin(RABBIT_API)
-    amqp = urlparse(AMQP_URI)
-    vhost = f"crm_e2e_{run_id}"
-    rabbit.create_vhost(vhost, amqp.username or "guest")
-    env = {
-        **os.environ,
-        "AMQP_URI": f"{amqp.scheme}://{amqp.netloc}/{vhost}",
-        "CRM_VAR_DIR": str(workdir),
-        "CRM_GATEWAY_PORT": str(free_port()),
-        "CRM_ADMIN_EMAIL": ADMIN_EMAIL,
-        "CRM_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "CRM_RPC_TIMEOUT": "3",
-        "CRM_EVENT_RETRY_DELAYS": "0.2,0.5",
-    }
-    with ExitStack() as cleanup:
-        cleanup.callback(rabbit.delete_vhost, vhost)
-        for service in SERVICES:
-            env[f"CRM_{service.upper()}_DB_URL"] = cleanup.enter_context(
-                postgres_database(f"crm_e2e_{run_id}_{service}"))
-        system = System(workdir, env)
-        cleanup.callback(system.stop_all)
-        for service in SERVICES:
-            system.start(service)
-        wait_until(system.ready, 60, interval=0.25, message="gateway /ready")
-        yield system
-
-
-class Api:
-    """A frontend's view of the gateway: JSON over HTTP with a bearer token."""
-
-    def __init__(self, base_url, token=None):
-        self.base = base_url + "/api/v1"
-        self.http = requests.Session()
-        if token:
-            self.http.headers["Authorization"] = f"Bearer {token}"
-
-    def __getattr__(self, method):
-        if method not in ("get", "post", "patch", "put", "delete"):
-            raise AttributeError(method)
-        return lambda path, **kwargs: self.http.request(method.upper(), self.base + path,
-                                                        timeout=kwargs.pop("timeout", 10), **kwargs)
-
-
-def login(system, email, password):
-    response = requests.post(system.gateway_url + "/api/v1/auth/login",
-                             json={"email": email, "password": password}, timeout=10)
-    assert response.status_code == 200, response.text
-    return Api(system.gateway_url, response.json()["access_token"])
+    with running_system("e2e", workdir=tmp_path_factory.mktemp("system")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

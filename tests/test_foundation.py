@@ -28,7 +28,7 @@ def test_the_first_day_flow(system, admin):
     assert "password" not in created_user.text
 
     created = admin.post("/customers", json={
-        "kind": "company", "name": "Acme Trading 阿克米", "email": "buyer@acme.example",
+        "kind": "company", "name": "Acme Trading 阿克米", "contact": {"emails": ["buyer@acme.example"]},
         "owner_id": rep_id, "tags": ["vip"]})
     assert created.status_code == 201, created.text
     customer = created.json()
@@ -69,10 +69,10 @@ def test_requests_without_a_token_are_refused(system):
 def test_invalid_input_names_the_field_and_writes_nothing(system, admin):
     before = admin.get("/customers", params={"limit": 200}).json()["items"]
     response = admin.post("/customers", json={"kind": "person", "name": "Bad Mail",
-                                              "email": "not-an-email"})
+                                              "contact": {"emails": ["not-an-email"]}})
     assert response.status_code == 422
     assert response.headers["Content-Type"].startswith(PROBLEM)
-    assert "email" in response.json()["errors"]
+    assert "emails" in response.json()["errors"]["contact"]
     after = admin.get("/customers", params={"limit": 200}).json()["items"]
     assert after == before
 
@@ -86,7 +86,7 @@ def test_a_new_customer_reaches_reporting_and_the_owners_inbox(system, admin, ma
     rep = make_user("sales")
     leads_before = summary_count(admin)
     started = time.monotonic()
-    created = admin.post("/customers", json={"kind": "person", "name": "Wang Fang",
+    created = admin.post("/customers", json={"kind": "company", "name": "Wang Fang Ltd",
                                              "owner_id": rep.user["id"]})
     assert created.status_code == 201, created.text
     customer_id = created.json()["id"]
@@ -102,7 +102,7 @@ def test_a_new_customer_reaches_reporting_and_the_owners_inbox(system, admin, ma
 
 def test_a_redelivered_event_is_counted_once(system, admin):
     count = summary_count(admin) + 1
-    created = admin.post("/customers", json={"kind": "person", "name": "Twice Delivered"})
+    created = admin.post("/customers", json={"kind": "company", "name": "Twice Delivered Ltd"})
     assert created.status_code == 201
     customer_id = created.json()["id"]
     wait_until(lambda: summary_count(admin) == count, 2, message="first delivery")
@@ -119,7 +119,7 @@ def test_a_redelivered_event_is_counted_once(system, admin):
 
 
 def test_a_stopped_service_means_503_fast_and_ready_says_which(system, admin):
-    created = admin.post("/customers", json={"kind": "person", "name": "Outage Test"})
+    created = admin.post("/customers", json={"kind": "company", "name": "Outage Test Ltd"})
     customer_id = created.json()["id"]
     system.stop("customers")
     try:
@@ -140,7 +140,7 @@ def test_a_stopped_service_means_503_fast_and_ready_says_which(system, admin):
 
 
 def test_two_instances_of_a_service_share_the_rpc_load(system, admin):
-    created = admin.post("/customers", json={"kind": "person", "name": "Scaled Out"})
+    created = admin.post("/customers", json={"kind": "company", "name": "Scaled Out Ltd"})
     customer_id = created.json()["id"]
     system.start("customers", instance="customers-2")
     try:

@@ -5,6 +5,8 @@ arrives at the gateway as the same type (not a generic RemoteError), and the
 gateway can answer with the right HTTP status. Constructor arguments are kept
 in ``args`` because that is what nameko serialises.
 """
+import json
+
 from nameko.exceptions import deserialize_to_instance
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -18,7 +20,11 @@ class CrmError(Exception):
 
     def __init__(self, detail="", errors=None, extra=None):
         # ``extra``: RFC 9457 extension members, e.g. the candidates of a duplicate.
-        super().__init__(detail, errors or {}, extra or {})
+        # Kept as JSON text: nameko turns every non-string value in exception
+        # args into a string on the way back (None would arrive as "None").
+        if isinstance(extra, dict):
+            extra = json.dumps(extra) if extra else ""
+        super().__init__(detail, errors or {}, extra or "")
 
     @property
     def detail(self):
@@ -31,7 +37,7 @@ class CrmError(Exception):
 
     @property
     def extra(self):
-        return self.args[2] if len(self.args) > 2 else {}
+        return json.loads(self.args[2]) if len(self.args) > 2 and self.args[2] else {}
 
     def __str__(self):
         return self.detail or self.title

@@ -47,6 +47,14 @@ def test_error_without_arguments_round_trips(error_type):
     assert str(received) == error_type.title
 
 
+def test_extension_members_keep_their_types_across_rpc_and_reach_the_problem():
+    candidates = [{"id": None, "count": 2, "reasons": ["same phone"]}]
+    received = wire_round_trip(Conflict("looks like a duplicate", extra={"candidates": candidates}))
+    assert received.extra == {"candidates": candidates}
+    body = problem_from_error(received, request_id="r-1")
+    assert body["candidates"] == candidates and body["status"] == 409
+
+
 def test_unregistered_exception_arrives_as_remote_error():
     received = wire_round_trip(KeyError("x"))
     assert isinstance(received, RemoteError)

@@ -234,7 +234,7 @@ def test_wrong_password_and_unknown_account_fail_alike(session, passwords, acces
         sign_in.login("ann@example.com", "not the password")
     with pytest.raises(Unauthorized) as unknown_account:
         sign_in.login("nobody@example.com", "not the password")
-    assert wrong_password.value.args == unknown_account.value.args == (BAD_CREDENTIALS, {}, {})
+    assert wrong_password.value.args == unknown_account.value.args == (BAD_CREDENTIALS, {}, "")
 
 
 def test_unknown_account_still_spends_a_password_verification(session, passwords, access_tokens, monkeypatch):
