@@ -9,12 +9,12 @@ from datetime import datetime, time, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 
-from crm_common.errors import Conflict, Forbidden, NotFound, VersionMismatch
+from crm_common.errors import Conflict, Forbidden, NotFound
 from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page
 from crm_common.types import utcnow
+from crm_common.versioning import check_version, flush_versioned
 from crm_common.validation import load
 
 from customers.activity_schemas import (
@@ -34,19 +34,6 @@ CONTACT_UNTRACKED = ("id", "customer_id", "created_by", "created_at", "updated_a
 contact_out = ContactOut()
 followup_out = FollowupOut()
 view_out = ViewOut()
-
-
-def flush_versioned(session, what):
-    """Flush; a row changed by someone else since it was read is a VersionMismatch."""
-    try:
-        session.flush()
-    except StaleDataError:
-        raise VersionMismatch(f"{what} was changed by someone else; reload it.")
-
-
-def check_version(record, expected_version, what):
-    if expected_version is not None and record.version != expected_version:
-        raise VersionMismatch(f"{what} is at version {record.version}, not {expected_version}.")
 
 
 def end_of_today():

@@ -4,15 +4,15 @@ in the history, and what it publishes.
 Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 """
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm.exc import StaleDataError
 
 from crm_common.context import RequestContext
-from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
+from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page
 from crm_common.permissions import visibility
 from crm_common.types import utcnow
 from crm_common.validation import load
+from crm_common.versioning import check_version, flush_versioned
 
 from customers import search
 from customers.custom_fields import CustomFieldCatalogue
@@ -363,9 +363,7 @@ class CustomerBook:
 
     def _get_at_version(self, customer_id, expected_version):
         customer = self.get(customer_id)
-        if expected_version is not None and customer.version != expected_version:
-            raise VersionMismatch(
-                f"Customer {customer_id} is at version {customer.version}, not {expected_version}.")
+        check_version(customer, expected_version, f"Customer {customer_id}")
         return customer
 
     def _get_assignable(self, customer_id):
@@ -422,8 +420,5 @@ class CustomerBook:
         return described
 
     def _flush_versioned(self, customer_id):
-        try:
-            self.session.flush()
-        except StaleDataError:
-            raise VersionMismatch(f"Customer {customer_id} was changed by someone else; reload it.")
+        flush_versioned(self.session, f"Customer {customer_id}")
 

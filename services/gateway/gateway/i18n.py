@@ -38,6 +38,27 @@ MESSAGES = {
         "Invalid input type.": "输入类型无效。",
         "Invalid value.": "值无效。",
         "Invalid type.": "类型无效。",
+        "Not a valid integer.": "不是有效的整数。",
+        "Not a valid list.": "不是有效的列表。",
+        "Not a valid mapping type.": "不是有效的对象。",
+        "Not a valid aware datetime.": "日期时间无效，请用带时区的 ISO 8601 格式。",
+        # customers (customers.schemas, customers.domain, customers.custom_fields)
+        "A person needs at least one phone number or email address.": "个人客户至少需要一个电话号码或邮箱地址。",
+        "Change the owner with POST /customers/{id}/assign.": "请通过 POST /customers/{id}/assign 更换负责人。",
+        "Give at least one field to change.": "请至少提供一个要修改的字段。",
+        "Must not be before created_from.": "不能早于 created_from。",
+        "You may not assign customers to another user.": "你不能把客户分配给其他用户。",
+        "This user is not in your team.": "该用户不在你的团队中。",
+        "Give another customer's id.": "请提供另一个客户的 id。",
+        "Use true or false.": "请使用 true 或 false。",
+        "There is no custom field with this key.": "没有这个键的自定义字段。",
+        "Must be a number.": "必须是数字。",
+        "Must be true or false.": "必须是 true 或 false。",
+        "Must be a date written YYYY-MM-DD.": "必须是 YYYY-MM-DD 格式的日期。",
+        "A choice field needs at least one choice.": "选项字段至少需要一个选项。",
+        "Only choice fields have choices.": "只有选项字段才有选项。",
+        "Use 1-50 lower-case letters, digits or _, starting with a letter.":
+            "请使用 1 到 50 个小写字母、数字或下划线，并以字母开头。",
         "Not a valid string.": "不是有效的字符串。",
         "Not a valid integer.": "不是有效的整数。",
         "Not a valid number.": "不是有效的数字。",
@@ -57,6 +78,11 @@ MESSAGES = {
         "Must not be blank.": "不能为空。",
         "Give at least one field to change.": "请至少提供一个要修改的字段。",
         "Not a valid version.": "不是有效的版本号。",
+        # contacts, follow-ups and saved views (customers.activity_schemas)
+        "Must be after occurred_at.": "必须晚于 occurred_at。",
+        "Must not be in the future: log a follow-up once it happened, and plan the next one "
+        "with next_followup_at.": "不能是将来的时间：跟进发生后再记录，下一次跟进请用 next_followup_at 安排。",
+        "You already have a view with this name.": "你已有同名的视图。",
     },
 }
 
@@ -75,6 +101,14 @@ PATTERNS = {
         (re.compile(r"^Must be less than or equal to (\S+)\.$"), r"必须小于或等于 \1。"),
         (re.compile(r"^Must be greater than (\S+)\.$"), r"必须大于 \1。"),
         (re.compile(r"^Must be less than (\S+)\.$"), r"必须小于 \1。"),
+        (re.compile(r"^(.*) is not a phone number\.$"), r"\1 不是电话号码。"),
+        (re.compile(r"^(.*) is not a valid phone number; write it with its country code, e\.g\. (.*)\.$"),
+         r"\1 不是有效的电话号码；请带上国家区号，例如 \2。"),
+        (re.compile(r"^Sort by one of: (.*) \(prefix - for descending\)\.$"), r"排序字段可选：\1（加 - 表示降序）。"),
+        (re.compile(r"^Customer (\S+) was not found\.$"), r"未找到客户 \1。"),
+        (re.compile(r"^Must be text of at most (\d+) characters\.$"), r"必须是不超过 \1 个字符的文本。"),
+        (re.compile(r"^(.+) is required\.$"), r"\1 为必填项。"),
+        (re.compile(r"^A (\w+) user cannot own customers\.$"), r"\1 角色的用户不能负责客户。"),
     ],
 }
 
