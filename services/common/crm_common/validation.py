@@ -1,11 +1,25 @@
 """Loading input through a marshmallow schema, failing with field-level errors."""
+from functools import lru_cache
+
 from marshmallow import ValidationError
 
 from crm_common.errors import ValidationFailed
 
 
+@lru_cache(maxsize=None)
+def _shared_instance(schema_class):
+    return schema_class()
+
+
 def load(schema, data, **kwargs):
-    """Validated data, or ValidationFailed naming each bad field (422 at the gateway)."""
+    """Validated data, or ValidationFailed naming each bad field (422 at the gateway).
+
+    ``schema`` is a schema instance or class; a class is instantiated once and
+    reused (loading keeps no state on the schema), because building a schema
+    with nested fields costs more than loading a record with it.
+    """
+    if isinstance(schema, type):
+        schema = _shared_instance(schema)
     if not isinstance(data, dict):
         raise ValidationFailed("The body must be a JSON object.", {"_schema": ["Must be a JSON object."]})
     try:

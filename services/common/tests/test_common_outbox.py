@@ -16,7 +16,9 @@ from crm_common.context import Context, RequestContext
 from crm_common.db import Database, kernel_metadata, make_engine, make_session_factory
 from crm_common.errors import Conflict
 from crm_common.events import ENVELOPE_FIELDS
-from crm_common.outbox import OutboxRelay, outbox_table, pending_stats, publish_pending, record_event
+from crm_common.outbox import (
+    OutboxRelay, outbox_table, pending_stats, publish_pending, record_event, record_events,
+)
 from crm_common.testing import memory_session
 
 ACTOR = {"request_id": "req-outbox", "user_id": "user-1", "user_role": "sales", "team_id": "team-1"}
@@ -254,6 +256,25 @@ def test_pending_stats_counts_pending_rows_and_oldest_time():
 def test_rolled_back_session_leaves_no_outbox_row():
     session = memory_session(notes_table.metadata)
     record_event(session, "svc", "thing.happened", {}, RequestContext.system())
+    session.rollback()
+    assert pending_stats(session) == (0, None)
+
+
+def test_record_events_stores_many_envelopes_in_order_and_in_the_callers_transaction():
+    session = memory_session(notes_table.metadata)
+    context = RequestContext.from_context_data(ACTOR)
+    event_ids = record_events(session, "svc", [("thing.happened", {"n": 0, "amount": Decimal("1.50")}),
+                                               ("thing.noticed", {"n": 1})], context)
+    published = []
+    assert publish_pending(session, published.append) == 2
+    assert [e["event_id"] for e in published] == event_ids
+    assert [(e["type"], e["data"]["n"]) for e in published] == [("thing.happened", 0), ("thing.noticed", 1)]
+    assert published[0]["data"]["amount"] == "1.50"
+    assert all(set(e) >= set(ENVELOPE_FIELDS) and e["producer"] == "svc" for e in published)
+    assert all(e["actor"]["user_id"] == "user-1" and e["request_id"] == "req-outbox" for e in published)
+    assert record_events(session, "svc", [], context) == []
+
+    record_events(session, "svc", [("thing.happened", {"n": 2})], context)
     session.rollback()
     assert pending_stats(session) == (0, None)
 

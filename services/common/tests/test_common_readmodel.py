@@ -5,8 +5,9 @@ import pytest
 from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crm_common.readmodel import upsert_if_newer
-from crm_common.testing import memory_session
+from crm_common.db import make_engine, make_session_factory
+from crm_common.readmodel import upsert_if_newer, upsert_many_if_newer
+from crm_common.testing import memory_session, postgres_database
 
 
 class Base(DeclarativeBase):
@@ -62,3 +63,39 @@ def test_keys_are_independent():
     assert apply(session, 1, key="b") is True
     assert current(session, "a") == ("name v5", 5)
     assert current(session, "b") == ("name v1", 1)
+
+
+def batch_upsert_cases(session):
+    apply(session, 3, key="newer-held")
+    apply(session, 1, key="older-held")
+    changed = upsert_many_if_newer(session, Replica, Replica.id, [
+        {"id": "new", "name": "name v1", "version": 1},
+        {"id": "newer-held", "name": "name v2", "version": 2},
+        {"id": "older-held", "name": "name v2", "version": 2},
+        {"id": "twice", "name": "name v1", "version": 1},
+        {"id": "twice", "name": "name v4", "version": 4},
+    ])
+    session.commit()
+    assert changed == 3
+    assert current(session, "new") == ("name v1", 1)
+    assert current(session, "newer-held") == ("name v3", 3)  # an older version never wins
+    assert current(session, "older-held") == ("name v2", 2)
+    assert current(session, "twice") == ("name v4", 4)  # the newest of the batch
+    assert upsert_many_if_newer(session, Replica, Replica.id, [{"id": "new", "name": "name v1", "version": 1}]) == 0
+    assert upsert_many_if_newer(session, Replica, Replica.id, []) == 0
+
+
+def test_a_batch_upserts_only_newer_versions_on_sqlite():
+    batch_upsert_cases(memory_session(Base.metadata))
+
+
+def test_a_batch_upserts_only_newer_versions_on_postgresql():
+    with postgres_database("readmodel") as url:
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        session = make_session_factory(engine)()
+        try:
+            batch_upsert_cases(session)
+        finally:
+            session.close()
+            engine.dispose()

@@ -41,3 +41,23 @@ def test_unknown_fields_are_refused_by_default():
     with pytest.raises(ValidationFailed) as raised:
         load(CustomerSchema(), {"name": "Acme", "is_admin": True})
     assert "is_admin" in raised.value.errors
+
+
+def test_a_schema_class_is_built_once_and_reused():
+    from marshmallow import Schema, fields
+
+    built = []
+
+    class Counting(Schema):
+        name = fields.String(required=True)
+
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    assert load(Counting, {"name": "a"}) == {"name": "a"}
+    assert load(Counting, {"name": "b"}) == {"name": "b"}
+    assert len(built) == 1
+    with pytest.raises(ValidationFailed) as caught:
+        load(Counting, {})
+    assert "name" in caught.value.errors

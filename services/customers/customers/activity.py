@@ -67,7 +67,7 @@ class Contacts(ThroughCustomer):
     def create(self, customer_id, data):
         self.book.require_writer()
         customer = self.book.get(customer_id)
-        data = load(ContactCreate(), data)
+        data = load(ContactCreate, data)
         if customer.kind != "company":
             raise Conflict(f"Customer {customer_id} is a person; only company customers have contacts. "
                            "Put a person's phones and emails on the customer itself.")
@@ -91,7 +91,7 @@ class Contacts(ThroughCustomer):
     def update(self, customer_id, contact_id, changes, expected_version=None):
         self.book.require_writer()
         customer = self.book.get(customer_id)
-        changes = load(ContactUpdate(), changes)
+        changes = load(ContactUpdate, changes)
         contact = self._find(customer, contact_id)
         check_version(contact, expected_version, f"Contact {contact_id}")
         before = contact_out.dump(contact)
@@ -166,7 +166,7 @@ class Followups(ThroughCustomer):
         """
         self.book.require_writer()
         customer = self.book.get(customer_id)
-        data = load(FollowupCreate(), data)
+        data = load(FollowupCreate, data)
         now = utcnow()
         followup = Followup(**data, customer_id=customer.id, owner_id=customer.owner_id,
                             owner_team_id=customer.owner_team_id, created_by=self.context.user_id,
@@ -234,7 +234,7 @@ class Followups(ThroughCustomer):
         the new owner. Visibility applies on top, so a sales user asking for
         someone else's plan sees nothing.
         """
-        query = load(DueFollowupsQuery(), {key: value for key, value in
+        query = load(DueFollowupsQuery, {key: value for key, value in
                                            (("owner_id", owner_id), ("due_before", due_before))
                                            if value is not None})
         limit = check_limit(limit)
@@ -267,7 +267,7 @@ class SavedViews:
     def create(self, data):
         if self.context.user_id is None:
             raise Forbidden("Saved views belong to a signed-in user.")
-        data = load(ViewCreate(), data)
+        data = load(ViewCreate, data)
         mine = self._mine()
         if self.session.execute(select(SavedView.id).where(mine, SavedView.name == data["name"])).first():
             raise Conflict(f"You already have a view named {data['name']!r}.",

@@ -15,6 +15,8 @@ from customers.models import CustomFieldDefinition
 from customers.schemas import CustomFieldDefinitionIn, CustomFieldDefinitionOut
 
 MAX_TEXT_LENGTH = 1000
+# session.info key of the definitions a session has read (dropped when one is defined).
+DEFINITIONS_CACHE = "customers.custom_field_definitions"
 
 definition_out = CustomFieldDefinitionOut()
 
@@ -65,17 +67,27 @@ class CustomFieldCatalogue:
     def define(self, data):
         if not self.context.is_admin:
             raise Forbidden("Only admins define custom fields.")
-        data = load(CustomFieldDefinitionIn(), data)
+        data = load(CustomFieldDefinitionIn, data)
         if self.session.get(CustomFieldDefinition, data["key"]) is not None:
             raise Conflict(f"A custom field with key {data['key']!r} exists already.")
         definition = CustomFieldDefinition(**data, created_by=self.context.user_id)
         self.session.add(definition)
         self.session.flush()
+        self.session.info.pop(DEFINITIONS_CACHE, None)
         return definition_out.dump(definition)
+
+    def definitions(self):
+        """{key: definition}, read once per session: an import checks thousands of rows in one
+        transaction, and a query per row would be most of its time."""
+        cached = self.session.info.get(DEFINITIONS_CACHE)
+        if cached is None:
+            cached = self.session.info[DEFINITIONS_CACHE] = {
+                row.key: row for row in self.session.execute(select(CustomFieldDefinition)).scalars()}
+        return cached
 
     def check(self, values):
         """``values`` cleaned against the definitions, or ValidationFailed naming each bad key."""
-        definitions = {row.key: row for row in self.session.execute(select(CustomFieldDefinition)).scalars()}
+        definitions = self.definitions()
         errors, cleaned = {}, {}
         for key, value in values.items():
             definition = definitions.get(key)

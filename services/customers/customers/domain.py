@@ -78,7 +78,7 @@ class CustomerBook:
 
     def statement(self, filters=None, sort=None):
         """The visible customers matching ``filters``: (select, sort column, descending, sort value of a row)."""
-        filters = load(CustomerFilters(), filters or {})
+        filters = load(CustomerFilters, filters or {})
         sort_column, descending, sort_value = self._sort(sort)
         statement = select(Customer)
         condition = visible_to(self.context)
@@ -175,7 +175,7 @@ class CustomerBook:
     def prepare(self, data, owner_team_id=None):
         """Validate ``data`` and build the new Customer (not yet added to the session)."""
         self.require_writer()
-        data = load(CustomerCreate(), data)
+        data = load(CustomerCreate, data)
         owner_id = data.pop("owner_id", None) or self.context.user_id
         if self.context.role == "sales" and owner_id != self.context.user_id:
             raise ValidationFailed("Sales users own the customers they create.",
@@ -221,7 +221,7 @@ class CustomerBook:
 
     def update(self, customer_id, changes, expected_version=None):
         self.require_writer()
-        changes = load(CustomerUpdate(), changes)
+        changes = load(CustomerUpdate, changes)
         customer = self._get_at_version(customer_id, expected_version)
         if "external_id" in changes and changes["external_id"] != customer.external_id:
             self._refuse_taken_external_id(changes["external_id"])
@@ -263,13 +263,13 @@ class CustomerBook:
 
     def assign(self, customer_id, data, owner_team_id):
         """Give the customer to another owner (``owner_team_id``: that owner's team, looked up by the caller)."""
-        owner_id = load(AssignRequest(), data)["owner_id"]
+        owner_id = load(AssignRequest, data)["owner_id"]
         customer = self._get_assignable(customer_id)
         return self._reassign(customer, owner_id, owner_team_id)
 
     def bulk_assign(self, data, owner_team_id):
         """Assign many customers at once: all or none (one the caller may not assign fails the lot)."""
-        request = load(BulkAssignRequest(), data)
+        request = load(BulkAssignRequest, data)
         assigned = []
         for customer_id in request["customer_ids"]:
             try:
@@ -285,7 +285,7 @@ class CustomerBook:
         move over, the target keeps its values except the fields taken from the source, and the
         source is soft-deleted pointing at the target."""
         self.require_writer()
-        request = load(MergeRequest(), data)
+        request = load(MergeRequest, data)
         if request["source_id"] == str(target_id):
             raise ValidationFailed("A customer cannot be merged into itself.",
                                    {"source_id": ["Give another customer's id."]})

@@ -1,4 +1,6 @@
 """The customers service's entrypoints: thin wrappers over customers.domain."""
+from functools import partial
+
 from nameko.timer import timer
 
 from crm_common.entrypoints import rpc
@@ -11,7 +13,7 @@ from crm_common.ops import OpsEndpoints
 from customers.activity import Contacts, Followups, SavedViews
 from customers.custom_fields import CustomFieldCatalogue
 from customers.domain import CustomerBook, to_dict
-from customers import imports
+from customers import import_runner, imports
 from customers.exports import CustomerExport
 
 # How often an idle instance looks for queued import jobs.
@@ -149,9 +151,10 @@ class CustomersService(OpsEndpoints):
 
     @timer(interval=IMPORT_POLL_SECONDS)
     def run_import_jobs(self):
-        # Each chunk of a job commits on its own, so jobs get their own sessions
-        # on the worker's engine rather than the worker's single transaction.
-        imports.run_queued_jobs(make_session_factory(self.db.get_bind()))
+        # The claim and its bookkeeping use sessions of their own (not the worker's
+        # single transaction); the rows are imported by a separate process.
+        sessions = make_session_factory(self.db.get_bind())
+        imports.run_queued_jobs(sessions, run=partial(import_runner.run_in_child_process, sessions))
 
     @rpc
     def export_customers(self, filters=None, options=None):

@@ -95,6 +95,8 @@ class Route:
     max_body: int = MAX_BODY_BYTES
     # Media types of a file the route answers with (e.g. text/csv), instead of JSON.
     downloads: tuple = ()
+    # Other success statuses, with the same response schema: ((202, "Queued as a job"),)
+    also_answers: tuple = ()
     response: type | None = None  # marshmallow schema of the success response
     query: type | None = None  # marshmallow schema of the query parameters
     status: int = 200
@@ -128,7 +130,8 @@ class ApiEndpoint(HttpRequestHandler):
 
     def __init__(self, method, url, *, summary="", description="", tags=(), body=None, response=None,
                  query=None, status=200, roles=None, public=False, headers=(), documented=True,
-                 prefix=API_PREFIX, form=None, max_body=MAX_BODY_BYTES, downloads=(), **kwargs):
+                 prefix=API_PREFIX, form=None, max_body=MAX_BODY_BYTES, downloads=(), also_answers=(),
+                 **kwargs):
         if roles is not None and not set(roles) <= set(ROLES):
             raise ValueError(f"unknown roles in {roles!r}")
         kwargs.setdefault("expected_exceptions", CrmError)
@@ -136,7 +139,7 @@ class ApiEndpoint(HttpRequestHandler):
         self.route = Route(
             method=method, url=prefix + url, summary=summary, description=description, tags=tuple(tags),
             body=body, response=response, query=query, status=status, form=form, max_body=max_body,
-            downloads=tuple(downloads),
+            downloads=tuple(downloads), also_answers=tuple(also_answers),
             roles=tuple(roles) if roles is not None else None, public=public, headers=tuple(headers),
             documented=documented,
         )

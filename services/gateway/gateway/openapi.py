@@ -24,13 +24,18 @@ response carries an `X-Request-ID` (yours, when you send a sane one).
 # Error responses, described once and referenced by the operations they apply to.
 ERROR_RESPONSES = {
     "400": ("BadRequest", "The body is not valid JSON, or a header is malformed"),
+    "413": ("PayloadTooLarge", "The body or upload is larger than the route accepts"),
     "401": ("Unauthorized", "No access token, or an invalid or expired one"),
     "403": ("Forbidden", "The caller's role may not use this operation"),
     "404": ("NotFound", "No such record, or one the caller may not see"),
+    "409": ("Conflict", "The change conflicts with the current state: a duplicate (with `candidates`), "
+                        "a taken key, or a record in the wrong state"),
     "412": ("VersionMismatch", "If-Match names an older version than the current one"),
     "422": ("ValidationFailed", "The input is not valid; `errors` names each field"),
     "default": ("Error", "Any other error, e.g. 503 when a service does not answer"),
 }
+
+FORM_CONTENT_TYPE = "multipart/form-data"
 
 HEADER_DESCRIPTIONS = {
     "If-Match": 'ETag of the version being changed, e.g. W/"3"; a stale one answers 412',
@@ -93,26 +98,41 @@ def _operation(route):
     if route.body is not None:
         operation["requestBody"] = {"required": True,
                                     "content": {JSON_CONTENT_TYPE: {"schema": route.body}}}
+    if route.form is not None:
+        operation["requestBody"] = {"required": True,
+                                    "description": f"At most {route.max_body // (1024 * 1024)} MB.",
+                                    "content": {FORM_CONTENT_TYPE: {"schema": route.form}}}
 
     success = {"description": route.summary or "Success"}
     if route.response is not None and route.status != 204:
         success["content"] = {JSON_CONTENT_TYPE: {"schema": route.response}}
+    if route.downloads:
+        success["content"] = {media_type: {"schema": {"type": "string", "format": "binary"}}
+                              for media_type in route.downloads}
+        success["headers"] = {"Content-Disposition": {
+            "schema": {"type": "string"}, "description": "attachment; filename=..."}}
     if "If-None-Match" in route.headers:
         success["headers"] = {"ETag": {"schema": {"type": "string"}, "description": 'Weak ETag of the version, W/"<version>"'}}
     operation["responses"][str(route.status)] = success
+    for status, description in route.also_answers:
+        operation["responses"][str(status)] = {**success, "description": description}
 
     errors = ["default"]
-    if route.body is not None or route.headers:
+    if route.body is not None or route.form is not None or route.headers:
         errors.append("400")
+    if route.form is not None:
+        errors.append("413")
     if not route.public:
         errors.append("401")
     if route.roles is not None:
         errors.append("403")
     if route.path_parameters:
         errors.append("404")
+    if route.method != "GET" and not route.public:
+        errors.append("409")
     if "If-Match" in route.headers:
         errors.append("412")
-    if route.body is not None or route.query is not None:
+    if route.body is not None or route.form is not None or route.query is not None:
         errors.append("422")
     for status in errors:
         operation["responses"][status] = ERROR_RESPONSES[status][0]

@@ -63,7 +63,7 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, OpsEndpoints)
     @api("POST", "/auth/login", public=True, body=LoginRequest, response=TokenPairResponse, tags=("auth",),
          summary="Sign in: an access token and a refresh token")
     def login(self, request, body):
-        credentials = load(LoginRequest(), body)
+        credentials = load(LoginRequest, body)
         return TokenPairResponse().dump(self._sign_in().login(credentials["email"], credentials["password"]))
 
     @api("POST", "/auth/refresh", public=True, body=RefreshRequest, response=TokenPairResponse, tags=("auth",),
@@ -71,7 +71,7 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, OpsEndpoints)
          description="Each refresh token works once. Presenting a used one again signs out every "
                      "session descended from the same login.")
     def refresh(self, request, body):
-        refresh_token = load(RefreshRequest(), body)["refresh_token"]
+        refresh_token = load(RefreshRequest, body)["refresh_token"]
         return TokenPairResponse().dump(self._sign_in().refresh(refresh_token))
 
     @api("GET", "/me", response=UserResponse, tags=("auth",), summary="The signed-in user")

@@ -14,11 +14,14 @@ from crm_common.types import utcnow
 from crm_common.validation import load
 
 from notifications.models import Notification
-from notifications.schemas import Actor, CustomerAssigned, NotificationOut
+from notifications.schemas import Actor, CustomerAssigned, ImportedCustomers, NotificationOut
 
 log = logging.getLogger(__name__)
 
 CUSTOMER_ASSIGNED = "customer.assigned"
+CUSTOMERS_IMPORTED = "customer.imported"
+# A notification lists this many of the customers it is about; ``count`` says how many in all.
+MAX_IDS_IN_NOTIFICATION = 100
 
 notification_out = NotificationOut()
 
@@ -33,8 +36,8 @@ def notify_customer_assigned(session, envelope):
     Nobody is told when the customer was left without an owner, or when the
     owner assigned it to themselves: no notification for your own action.
     """
-    data = load(CustomerAssigned(), envelope.get("data"))
-    actor = load(Actor(), envelope.get("actor") or {})
+    data = load(CustomerAssigned, envelope.get("data"))
+    actor = load(Actor, envelope.get("actor") or {})
     if not first_delivery(session, envelope):
         log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
         return None
@@ -59,6 +62,41 @@ def notify_customer_assigned(session, envelope):
     session.add(notification)
     session.flush()
     return notification
+
+
+def notify_customers_imported(session, envelope):
+    """Tell each owner given customers by an import, with one notification per owner and batch
+    (not one per customer: an import can hand someone thousands). Returns the notifications."""
+    batch = load(ImportedCustomers, envelope.get("data"))
+    actor = load(Actor, envelope.get("actor") or {})
+    if not first_delivery(session, envelope):
+        log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
+        return []
+    by_owner = {}
+    for customer in batch["customers"]:
+        if customer["owner_id"] and customer["owner_id"] != actor["user_id"]:
+            by_owner.setdefault(customer["owner_id"], []).append(customer)
+    notifications = []
+    for owner_id, customers in by_owner.items():
+        count = len(customers)
+        first = customers[0]["name"] or "a customer"
+        notifications.append(Notification(
+            user_id=owner_id,
+            type=CUSTOMERS_IMPORTED,
+            title=f"Customer {first} was assigned to you" if count == 1
+            else f"{count} imported customers were assigned to you",
+            body=f"An import made you the owner of {first}" + (f" and {count - 1} more." if count > 1 else "."),
+            data={
+                "customer_ids": [customer["id"] for customer in customers[:MAX_IDS_IN_NOTIFICATION]],
+                "count": count,
+                "assigned_by": actor["user_id"],
+            },
+            created_at=utcnow(),
+            source_event_id=envelope["event_id"],
+        ))
+    session.add_all(notifications)
+    session.flush()
+    return notifications
 
 
 # An inbox cursor names its section, then the keyset cursor inside it:

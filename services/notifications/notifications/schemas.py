@@ -14,6 +14,24 @@ class CustomerAssigned(Schema):
     previous_owner_id = fields.String(allow_none=True, load_default=None)
 
 
+class ImportedCustomer(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    name = fields.String(allow_none=True, load_default=None)
+    owner_id = fields.String(allow_none=True, load_default=None)
+
+
+class ImportedCustomers(Schema):
+    """customer.imported: a batch of new customers from an import; only owners and names are used here."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    customers = fields.List(fields.Nested(ImportedCustomer), required=True)
+
+
 class Actor(Schema):
     class Meta:
         unknown = EXCLUDE

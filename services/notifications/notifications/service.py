@@ -7,7 +7,7 @@ from crm_common.db import Database
 from crm_common.metrics import Metrics
 from crm_common.ops import OpsEndpoints
 
-from notifications.domain import Inbox, notify_customer_assigned
+from notifications.domain import Inbox, notify_customer_assigned, notify_customers_imported
 
 
 class NotificationsService(OpsEndpoints):
@@ -20,6 +20,10 @@ class NotificationsService(OpsEndpoints):
     @event_handler("customers", "customer.assigned")
     def on_customer_assigned(self, envelope):
         notify_customer_assigned(self.db, envelope)
+
+    @event_handler("customers", "customer.imported")
+    def on_customers_imported(self, envelope):
+        notify_customers_imported(self.db, envelope)
 
     @rpc
     def list_notifications(self, limit=None, cursor=None):

@@ -1,3 +1,4 @@
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -7,11 +8,12 @@ from crm_common.consumer import processed_events_table
 from crm_common.context import RequestContext
 from crm_common.errors import Forbidden, NotFound, ValidationFailed
 
-from notifications.domain import Inbox, notify_customer_assigned
+from notifications.domain import Inbox, notify_customer_assigned, notify_customers_imported
 from notifications.models import Notification
 
 ALICE = "00000000-0000-4000-8000-00000000000a"
 BOB = "00000000-0000-4000-8000-00000000000b"
+ADMIN = "00000000-0000-4000-8000-0000000000ad"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
 
@@ -170,3 +172,26 @@ def test_bad_cursor_and_limit_are_refused(session, as_alice):
 def test_an_anonymous_caller_has_no_inbox(session):
     with pytest.raises(Forbidden):
         Inbox(session, RequestContext(role="admin")).list()
+
+
+def imported(customers, actor_id=ADMIN):
+    return {"event_id": str(uuid.uuid4()), "type": "customer.imported", "version": 1,
+            "occurred_at": datetime.now(timezone.utc).isoformat(), "producer": "customers",
+            "actor": {"user_id": actor_id, "role": "admin", "team_id": None}, "request_id": "r-import",
+            "data": {"customers": customers}}
+
+
+def test_an_import_tells_each_owner_once_with_a_count(session, as_alice, as_bob):
+    customers = [{"id": str(uuid.uuid4()), "name": f"C{i}", "owner_id": ALICE} for i in range(3)]
+    customers += [{"id": str(uuid.uuid4()), "name": "Solo", "owner_id": BOB},
+                  {"id": str(uuid.uuid4()), "name": "Mine", "owner_id": ADMIN},
+                  {"id": str(uuid.uuid4()), "name": "Nobody's", "owner_id": None}]
+    envelope = imported(customers)
+    notify_customers_imported(session, envelope)
+    assert notify_customers_imported(session, envelope) == []  # redelivered: nothing new
+    alice = Inbox(session, as_alice).list()["items"]
+    assert [n["title"] for n in alice] == ["3 imported customers were assigned to you"]
+    assert alice[0]["data"]["count"] == 3 and len(alice[0]["data"]["customer_ids"]) == 3
+    bob = Inbox(session, as_bob).list()["items"]
+    assert [n["title"] for n in bob] == ["Customer Solo was assigned to you"]
+    assert count(session) == 2  # the importer is not told about their own customers

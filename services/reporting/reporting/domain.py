@@ -10,11 +10,11 @@ from crm_common.consumer import first_delivery
 from crm_common.context import RequestContext
 from crm_common.errors import ValidationFailed
 from crm_common.permissions import visibility
-from crm_common.readmodel import upsert_if_newer
+from crm_common.readmodel import upsert_if_newer, upsert_many_if_newer
 from crm_common.validation import load
 
 from reporting.models import CustomerFact
-from reporting.schemas import LIFECYCLE_STAGES, CustomerSnapshot, SummaryFilters
+from reporting.schemas import LIFECYCLE_STAGES, CustomerSnapshot, ImportedCustomers, SummaryFilters
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,33 @@ class CustomerFacts:
         if envelope.get("type") not in SNAPSHOT_EVENTS:
             raise ValidationFailed(f"Not a customer snapshot event: {envelope.get('type')!r}.",
                                    {"type": ["Unexpected event type."]})
-        snapshot = load(CustomerSnapshot(), envelope.get("data"))
+        snapshot = load(CustomerSnapshot, envelope.get("data"))
         if not first_delivery(self.session, envelope):
             log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return False
-        values = {
+        changed = self._apply_snapshot(snapshot, deleted=envelope["type"] == "customer.deleted")
+        if not changed:
+            log.info("skipping %s %s: customer %s v%s is not newer than what we hold",
+                     envelope["type"], envelope["event_id"], snapshot["id"], snapshot["version"])
+        return changed
+
+    def apply_imported(self, envelope):
+        """Apply customer.imported: a batch of new customers, each as customer.created carries it."""
+        batch = load(ImportedCustomers, envelope.get("data"))
+        if not first_delivery(self.session, envelope):
+            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
+            return 0
+        return upsert_many_if_newer(self.session, CustomerFact, CustomerFact.customer_id, [
+            {"customer_id": snapshot["id"], **self._values(snapshot, deleted=False)}
+            for snapshot in batch["customers"]])
+
+    def _apply_snapshot(self, snapshot, deleted):
+        return upsert_if_newer(self.session, CustomerFact, CustomerFact.customer_id, snapshot["id"],
+                               self._values(snapshot, deleted))
+
+    @staticmethod
+    def _values(snapshot, deleted):
+        return {
             "owner_id": snapshot["owner_id"],
             "owner_team_id": snapshot["owner_team_id"],
             "lifecycle_stage": snapshot["lifecycle_stage"],
@@ -51,15 +73,9 @@ class CustomerFacts:
             "tier": snapshot["tier"],
             "source": snapshot["source"],
             "created_at": snapshot["created_at"],
-            "deleted": envelope["type"] == "customer.deleted" or snapshot["deleted_at"] is not None,
+            "deleted": deleted or snapshot["deleted_at"] is not None,
             "version": snapshot["version"],
         }
-        changed = upsert_if_newer(self.session, CustomerFact, CustomerFact.customer_id,
-                                  snapshot["id"], values)
-        if not changed:
-            log.info("skipping %s %s: customer %s v%s is not newer than what we hold",
-                     envelope["type"], envelope["event_id"], snapshot["id"], snapshot["version"])
-        return changed
 
 
 def visible_to(context: RequestContext):
@@ -76,7 +92,7 @@ class Reports:
 
     def customers_summary(self, filters=None):
         """Non-deleted customers the caller may see: a total and a count per lifecycle stage."""
-        filters = load(SummaryFilters(), filters or {})
+        filters = load(SummaryFilters, filters or {})
         statement = (
             select(CustomerFact.lifecycle_stage, func.count())
             .where(CustomerFact.deleted.is_(False))

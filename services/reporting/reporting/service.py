@@ -33,6 +33,10 @@ class ReportingService(OpsEndpoints):
     def on_customer_deleted(self, envelope):
         CustomerFacts(self.db).apply(envelope)
 
+    @event_handler(CUSTOMERS, "customer.imported")
+    def on_customers_imported(self, envelope):
+        CustomerFacts(self.db).apply_imported(envelope)
+
     # --- reports ---------------------------------------------------------
 
     @rpc

@@ -129,3 +129,14 @@ def test_a_malformed_event_fails_and_records_nothing(session, envelope, data, fi
         CustomerFacts(session).apply(envelope("customer.created", data))
     assert field in caught.value.errors
     assert session.execute(select(func.count()).select_from(processed_events_table)).scalar() == 0
+
+
+def test_an_imported_batch_counts_each_customer_once(session, as_admin, customer, envelope):
+    facts = CustomerFacts(session)
+    batch = envelope("customer.imported", {"customers": [customer(), customer(lifecycle_stage="customer"),
+                                                          customer()]})
+    assert facts.apply_imported(batch) == 3
+    assert facts.apply_imported(batch) == 0  # delivered twice, counted once
+    assert summary(session, as_admin) == {"total": 3, "by_lifecycle_stage": {**EMPTY, "lead": 2, "customer": 1}}
+    with pytest.raises(ValidationFailed):
+        facts.apply_imported(envelope("customer.imported", {"customers": [{"id": "x"}]}))

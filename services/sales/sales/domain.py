@@ -8,11 +8,11 @@ from sqlalchemy import select
 
 from crm_common.consumer import first_delivery
 from crm_common.errors import ValidationFailed
-from crm_common.readmodel import upsert_if_newer
+from crm_common.readmodel import upsert_if_newer, upsert_many_if_newer
 from crm_common.validation import load
 
 from sales.models import CustomerReplica
-from sales.schemas import CustomerAssigned, CustomerSnapshot
+from sales.schemas import CustomerAssigned, CustomerSnapshot, ImportedCustomers
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,32 @@ class CustomerReplicaFeed:
         if envelope.get("type") not in SNAPSHOT_EVENTS:
             raise ValidationFailed(f"Not a customer snapshot event: {envelope.get('type')!r}.",
                                    {"type": ["Unexpected event type."]})
-        snapshot = load(CustomerSnapshot(), envelope.get("data"))
+        snapshot = load(CustomerSnapshot, envelope.get("data"))
         if not first_delivery(self.session, envelope):
             log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return False
-        values = {
+        return self._apply(envelope, snapshot["id"],
+                           self._snapshot_values(snapshot, deleted=envelope["type"] == "customer.deleted"))
+
+    def apply_imported(self, envelope):
+        """Apply customer.imported: a batch of new customers; how many rows changed."""
+        batch = load(ImportedCustomers, envelope.get("data"))
+        if not first_delivery(self.session, envelope):
+            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
+            return 0
+        return upsert_many_if_newer(self.session, CustomerReplica, CustomerReplica.id, [
+            {"id": snapshot["id"], **self._snapshot_values(snapshot, deleted=False)}
+            for snapshot in batch["customers"]])
+
+    @staticmethod
+    def _snapshot_values(snapshot, deleted):
+        return {
             "name": snapshot["name"],
             "owner_id": snapshot["owner_id"],
             "owner_team_id": snapshot["owner_team_id"],
-            "deleted": envelope["type"] == "customer.deleted" or snapshot["deleted_at"] is not None,
+            "deleted": deleted or snapshot["deleted_at"] is not None,
             "version": snapshot["version"],
         }
-        return self._apply(envelope, snapshot["id"], values)
 
     def apply_assigned(self, envelope):
         """Apply customer.assigned: the customer's owner as of the version it names.
@@ -59,7 +73,7 @@ class CustomerReplicaFeed:
         overtakes the create, it inserts the row (a customer being assigned is
         not deleted) and the create of the same version is then skipped.
         """
-        data = load(CustomerAssigned(), envelope.get("data"))
+        data = load(CustomerAssigned, envelope.get("data"))
         if not first_delivery(self.session, envelope):
             log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return False

@@ -22,6 +22,15 @@ class CustomerSnapshot(Schema):
     deleted_at = fields.AwareDateTime(allow_none=True, load_default=None, default_timezone=timezone.utc)
 
 
+class ImportedCustomers(Schema):
+    """customer.imported: a batch of new customers from an import, each as customer.created carries it."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    customers = fields.List(fields.Nested(CustomerSnapshot), required=True)
+
+
 class CustomerAssigned(Schema):
     """customer.assigned: the owner of the customer as of ``version``."""
 

@@ -37,6 +37,10 @@ class SalesService(OpsEndpoints):
     def on_customer_assigned(self, envelope):
         CustomerReplicaFeed(self.db).apply_assigned(envelope)
 
+    @event_handler(CUSTOMERS, "customer.imported")
+    def on_customers_imported(self, envelope):
+        CustomerReplicaFeed(self.db).apply_imported(envelope)
+
     @rpc
     def customer_known(self, customer_id):
         return customer_known(self.db, customer_id)

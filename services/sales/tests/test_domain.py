@@ -152,3 +152,15 @@ def test_a_malformed_snapshot_fails_and_records_nothing(session, envelope, data,
         CustomerReplicaFeed(session).apply_snapshot(envelope("customer.created", data))
     assert field in caught.value.errors
     assert processed(session) == 0
+
+
+def test_imported_customers_become_known(session, customer, envelope):
+    batch = [customer(name="One"), customer(name="Two")]
+    feed = CustomerReplicaFeed(session)
+    imported = envelope("customer.imported", {"customers": batch})
+    assert feed.apply_imported(imported) == 2
+    assert feed.apply_imported(imported) == 0
+    assert [require_active_customer(session, c["id"]).name for c in batch] == ["One", "Two"]
+    # A later update of one of them still wins over the import's version 1.
+    feed.apply_snapshot(envelope("customer.deleted", customer(name="Two", version=2, deleted=True, id=batch[1]["id"])))
+    assert customer_known(session, batch[1]["id"]) is False
