@@ -21,7 +21,7 @@ CRM_DB ?= sqlite
 export CRM_DB
 PIP_TOOLS_VERSION := 7.6.2
 
-.PHONY: help venv rabbitmq postgres databases up down ps logs test clean loadtest-venv lock
+.PHONY: help venv rabbitmq postgres databases up down ps logs test bench clean loadtest-venv lock
 
 help: ## list the targets
 	@echo "usage: make TARGET   (CRM_DB=postgres make up: run on PostgreSQL instead of SQLite)"
@@ -116,6 +116,10 @@ logs: ## show the last 50 lines of each service log (F=1 follows them)
 
 test: venv rabbitmq postgres ## run every test suite (ARGS='-x -k name' go to each)
 	@scripts/run-tests.sh $(ARGS)
+
+bench: venv rabbitmq postgres ## run the benchmarks (each starts its own system on PostgreSQL) and print their numbers
+	.venv/bin/python loadtests/bench/search_customers.py --customers $(or $(CUSTOMERS),100000)
+	.venv/bin/python loadtests/bench/import_customers.py --start-system --rows $(or $(ROWS),100000)
 
 clean: down ## stop the services and delete var/ (databases, logs, generated secrets)
 	rm -rf var
