@@ -15,8 +15,11 @@ from crm_common.validation import load
 
 from gateway import idempotency, users
 from gateway.activity_routes import ActivityRoutes
+from gateway.contract_routes import ContractRoutes
 from gateway.customer_routes import CustomerRoutes
 from gateway.import_routes import ImportRoutes
+from gateway.pipeline_routes import PipelineRoutes
+from gateway.product_routes import ProductRoutes
 from gateway.auth import SignIn
 from gateway.dependencies import Auth, GatewayDatabase
 from gateway.http import (
@@ -39,7 +42,8 @@ def openapi_json(service_cls):
     return json.dumps(build_openapi(route_registry(service_cls)), ensure_ascii=False)
 
 
-class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, OpsEndpoints):
+class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes, PipelineRoutes, ContractRoutes,
+                     OpsEndpoints):
     name = "gateway"
 
     db = GatewayDatabase(migrations="gateway.migrations")

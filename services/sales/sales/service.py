@@ -44,3 +44,9 @@ class SalesService(OpsEndpoints):
     @rpc
     def customer_known(self, customer_id):
         return customer_known(self.db, customer_id)
+
+    # --- products, price lists, quotes, orders, payments (sales.catalogue, sales.quotes, sales.orders) ---
+
+    # --- pipelines and opportunities (sales.pipeline) ---------------------
+
+    # --- contracts (sales.contracts) --------------------------------------
