@@ -28,10 +28,11 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from itertools import islice
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from crm_common.context import RequestContext
 from crm_common.errors import CrmError, NotFound, ValidationFailed
@@ -54,6 +55,8 @@ CHUNK_ROWS = 1000
 DEFAULT_KIND = "person"
 YIELD_EVERY_ROWS = 100
 MAX_REJECTED_ENTRIES = 1000
+# A running job that wrote nothing for this long has lost its process.
+ABANDONED_AFTER = timedelta(minutes=10)
 # New customers per customer.imported event (a few hundred KB of JSON).
 IMPORTED_EVENT_BATCH = 500
 # Several values in one cell: "a@x.cn; b@x.cn", "vip，华东" (Chinese comma and semicolon too).
@@ -530,6 +533,26 @@ class Imports:
 
 # --- running queued jobs (the claim loop) ------------------------------------------
 
+def fail_abandoned_jobs(session_factory, now=None):
+    """Mark failed the running jobs whose process died (no chunk written for ABANDONED_AFTER);
+    returns how many. Their report is lost, but what they wrote stays: the error says so."""
+    cutoff = (now or utcnow()) - ABANDONED_AFTER
+    with session_factory() as session:
+        failed = session.execute(
+            update(ImportJob)
+            .where(ImportJob.status == "running",
+                   func.coalesce(ImportJob.heartbeat_at, ImportJob.started_at) < cutoff)
+            .values(status="failed", content=None, finished_at=utcnow(), error=(
+                "The import stopped: the process running it ended. The rows counted in done_rows were "
+                "imported. Run the file again: rows with an external id already imported are recognised "
+                "and, with on_duplicate=skip, the others that were imported are skipped as duplicates."))
+        ).rowcount
+        session.commit()
+    if failed:
+        log.warning("marked %d abandoned import job(s) failed", failed)
+    return failed
+
+
 def claim_next_job(session_factory):
     """Take the oldest queued job for this process; None when there is none.
 
@@ -660,7 +683,8 @@ class ChunkWriter:
             if self.importer.dry_run:
                 session.rollback()
             # Progress commits with the chunk's rows: done_rows never runs ahead of what is written.
-            session.execute(update(ImportJob).where(ImportJob.id == self.job_id).values(done_rows=done_rows))
+            session.execute(update(ImportJob).where(ImportJob.id == self.job_id).values(
+                done_rows=done_rows, heartbeat_at=utcnow()))
             session.commit()
         return outcome
 
@@ -669,6 +693,7 @@ def run_queued_jobs(session_factory, run=None):
     """Claim and run queued jobs one at a time until none is left; returns how many ran.
     ``run(job_id)`` runs a claimed job (default: ``run_job`` in this process)."""
     run = run or partial(run_job, session_factory)
+    fail_abandoned_jobs(session_factory)
     ran = 0
     while (job_id := claim_next_job(session_factory)) is not None:
         run(job_id)

@@ -230,6 +230,8 @@ class ImportJob(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
     started_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    # Renewed by each chunk a running job writes: a job whose heartbeat stopped died with its process.
+    heartbeat_at: Mapped[object | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[object | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_import_jobs_status", "status", "created_at"),)

@@ -3,6 +3,7 @@ import base64
 import csv
 import io
 import json
+from datetime import timedelta
 
 import pytest
 from nameko.testing.services import worker_factory
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from crm_common.db import make_session_factory
 from crm_common.errors import Forbidden, NotFound, ValidationFailed
 from crm_common.outbox import outbox_table
+from crm_common.types import utcnow
 
 from customers import imports, tabular
 from customers.domain import CustomerBook
@@ -293,6 +295,23 @@ def test_a_queued_job_is_claimed_once(session, as_alice):
     factory = make_session_factory(session.get_bind())
     assert imports.claim_next_job(factory) == job["id"]
     assert imports.claim_next_job(factory) is None
+
+
+def test_a_job_whose_process_died_is_failed_with_advice_and_a_live_one_is_left_alone(session, as_alice):
+    dead = run_import(session, as_alice, big_file(600))
+    live = run_import(session, as_alice, big_file(700))
+    factory = make_session_factory(session.get_bind())
+    assert {imports.claim_next_job(factory), imports.claim_next_job(factory)} == {dead["id"], live["id"]}
+    long_ago = utcnow() - timedelta(hours=1)
+    session.execute(ImportJob.__table__.update().where(ImportJob.id == dead["id"]).values(
+        started_at=long_ago, heartbeat_at=long_ago))
+    session.execute(ImportJob.__table__.update().where(ImportJob.id == live["id"]).values(heartbeat_at=utcnow()))
+    session.commit()
+    assert imports.fail_abandoned_jobs(factory) == 1
+    session.expire_all()
+    assert session.get(ImportJob, dead["id"]).status == "failed"
+    assert "Run the file again" in session.get(ImportJob, dead["id"]).error
+    assert session.get(ImportJob, live["id"]).status == "running"
 
 
 def test_a_dry_run_job_reports_and_writes_nothing(session, as_alice):
