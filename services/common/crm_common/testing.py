@@ -2,6 +2,8 @@
 PostgreSQL databases, and a check that migrations match the models."""
 import os
 import secrets
+import socket
+import time
 from contextlib import contextmanager
 
 from sqlalchemy.engine import make_url
@@ -71,3 +73,27 @@ def postgres_database(prefix="crm_test"):
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+def wait_until(condition, timeout=10.0, interval=0.05, message="condition"):
+    """Poll ``condition`` until it returns something truthy (and return that); fail after ``timeout`` s.
+
+    The one way tests wait for something asynchronous: never a bare sleep.
+    Under `nameko test` (eventlet's monkey patch) time.sleep yields to other
+    green threads.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def free_port():
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -8,18 +8,16 @@ it all on exit, so a run never sees another run's queues or rows.
 """
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
 
-from crm_common.testing import postgres_database
+from crm_common.testing import free_port, postgres_database, wait_until  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[3]
 NAMEKO = str(Path(sys.executable).with_name("nameko"))
@@ -36,22 +34,8 @@ ADMIN_EMAIL = "admin@e2e.example"
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
-def wait_until(condition, timeout, interval=0.1, message="condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RabbitAdmin:

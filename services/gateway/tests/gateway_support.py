@@ -1,7 +1,7 @@
 """Helpers of the gateway tests (a module name of its own: several services'
 test folders may share one pytest session)."""
-import socket
-import time
+
+from crm_common.testing import free_port, wait_until as wait_for  # noqa: F401 (the gateway tests import them from here)
 
 JWT_SECRET = "gateway-tests-signing-secret-0123456789abcdef-0123456789abcdef-xyz"
 ADMIN_EMAIL = "root@example.com"
@@ -9,24 +9,7 @@ ADMIN_PASSWORD = "correct horse battery staple"
 PROBLEM = "application/problem+json"
 
 
-def wait_for(condition, timeout=5.0, interval=0.02, message="condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    import eventlet
 
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        eventlet.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def assert_problem(response, status, code):

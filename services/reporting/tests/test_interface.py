@@ -3,28 +3,17 @@
 A customer.created published by "customers" reaches the summary; the same
 envelope published again is consumed but not counted twice.
 """
-import time
-
-import eventlet
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ServiceRpcProxy
 from prometheus_client import REGISTRY
 
+from crm_common.testing import wait_until as wait_for
 from reporting.service import ReportingService
 
 ADMIN_CONTEXT = {"user_id": "00000000-0000-4000-8000-0000000000ad", "user_role": "admin",
                  "request_id": "r-interface"}
 
 
-def wait_for(condition, timeout=10.0, interval=0.05, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        eventlet.sleep(interval)
 
 
 def consumed(event_type, outcome="ok"):
