@@ -42,6 +42,7 @@ DEFAULT_EXCHANGE = Exchange("")
 
 def first_delivery(session, envelope):
     """True the first time this event id is seen by this service; records it.
+    A redelivery (False) is logged, so handlers just return.
 
     Two instances handling the same event concurrently both see True; the
     second commit fails on the primary key and its retry then sees False.
@@ -51,6 +52,7 @@ def first_delivery(session, envelope):
         select(processed_events_table.c.event_id).where(processed_events_table.c.event_id == event_id)
     ).first()
     if seen:
+        log.info("skipping %s %s: already processed", envelope["type"], event_id)
         return False
     session.execute(processed_events_table.insert().values(
         event_id=event_id, event_type=envelope["type"], processed_at=utcnow()))

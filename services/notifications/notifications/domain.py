@@ -39,7 +39,6 @@ def notify_customer_assigned(session, envelope):
     data = load(CustomerAssigned, envelope.get("data"))
     actor = load(Actor, envelope.get("actor") or {})
     if not first_delivery(session, envelope):
-        log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
         return None
     owner_id = data["owner_id"]
     if not owner_id or actor["user_id"] == owner_id:
@@ -70,7 +69,6 @@ def notify_customers_imported(session, envelope):
     batch = load(ImportedCustomers, envelope.get("data"))
     actor = load(Actor, envelope.get("actor") or {})
     if not first_delivery(session, envelope):
-        log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
         return []
     by_owner = {}
     for customer in batch["customers"]:

@@ -40,7 +40,6 @@ class CustomerFacts:
                                    {"type": ["Unexpected event type."]})
         snapshot = load(CustomerSnapshot, envelope.get("data"))
         if not first_delivery(self.session, envelope):
-            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return False
         changed = self._apply_snapshot(snapshot, deleted=envelope["type"] == "customer.deleted")
         if not changed:
@@ -52,7 +51,6 @@ class CustomerFacts:
         """Apply customer.imported: a batch of new customers, each as customer.created carries it."""
         batch = load(ImportedCustomers, envelope.get("data"))
         if not first_delivery(self.session, envelope):
-            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return 0
         return upsert_many_if_newer(self.session, CustomerFact, CustomerFact.customer_id, [
             {"customer_id": snapshot["id"], **self._values(snapshot, deleted=False)}

@@ -40,7 +40,6 @@ class CustomerReplicaFeed:
                                    {"type": ["Unexpected event type."]})
         snapshot = load(CustomerSnapshot, envelope.get("data"))
         if not first_delivery(self.session, envelope):
-            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return False
         return self._apply(envelope, snapshot["id"],
                            self._snapshot_values(snapshot, deleted=envelope["type"] == "customer.deleted"))
@@ -49,7 +48,6 @@ class CustomerReplicaFeed:
         """Apply customer.imported: a batch of new customers; how many rows changed."""
         batch = load(ImportedCustomers, envelope.get("data"))
         if not first_delivery(self.session, envelope):
-            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return 0
         return upsert_many_if_newer(self.session, CustomerReplica, CustomerReplica.id, [
             {"id": snapshot["id"], **self._snapshot_values(snapshot, deleted=False)}
@@ -75,7 +73,6 @@ class CustomerReplicaFeed:
         """
         data = load(CustomerAssigned, envelope.get("data"))
         if not first_delivery(self.session, envelope):
-            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
             return False
         values = {
             "name": data["name"],
