@@ -2,7 +2,7 @@
 import secrets
 from datetime import datetime, timedelta, timezone
 
-PROBLEM = "application/problem+json"
+from api_helpers import assert_problem, unique
 
 
 def now():
@@ -13,21 +13,12 @@ def iso(moment):
     return moment.isoformat()
 
 
-def unique(name):
-    return f"{name} {secrets.token_hex(3)}"
-
 
 def create_company(api, name):
     created = api.post("/customers", json={"kind": "company", "name": unique(name)})
     assert created.status_code == 201, created.text
     return created.json()
 
-
-def assert_problem(response, status, field=None):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith(PROBLEM)
-    if field is not None:
-        assert field in response.json()["errors"], response.json()
 
 
 def test_contacts_crud_with_etags(system, make_user):

@@ -1,28 +1,11 @@
 """Customer records end to end: what a sales team does in a day, over HTTP."""
 import secrets
 
+from api_helpers import assert_problem, phone, unique
 from conftest import wait_until
 
-PROBLEM = "application/problem+json"
 
 
-def unique(name):
-    """Customer names differ per run: the duplicate rules would otherwise join tests together."""
-    return f"{name} {secrets.token_hex(3)}"
-
-
-def phone():
-    """A valid, unique Chinese mobile number."""
-    return f"+86 139 {secrets.randbelow(10000):04d} {secrets.randbelow(10000):04d}"
-
-
-def assert_problem(response, status, field=None):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith(PROBLEM)
-    body = response.json()
-    if field:
-        assert field in body["errors"], body
-    return body
 
 
 def summary_total(api):

@@ -7,7 +7,8 @@ OFFSET pages slow down and skip or repeat rows.
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import and_, or_
 
@@ -31,8 +32,14 @@ def check_limit(limit):
 
 
 def encode_cursor(sort_value, row_id):
+    # Typed values keep their type through the cursor: the next page compares
+    # them with the column as what they are (a date, an exact amount), not as text.
     if isinstance(sort_value, datetime):
         sort_value = {"dt": sort_value.isoformat()}
+    elif isinstance(sort_value, date):
+        sort_value = {"d": sort_value.isoformat()}
+    elif isinstance(sort_value, Decimal):
+        sort_value = {"dec": str(sort_value)}
     raw = json.dumps([sort_value, row_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -42,13 +49,24 @@ def decode_cursor(cursor):
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         sort_value, row_id = json.loads(raw)
         if isinstance(sort_value, dict):
-            sort_value = datetime.fromisoformat(sort_value["dt"])
+            sort_value = _typed_value(sort_value)
         # A tampered cursor must not reach the database as a list or object.
         if isinstance(sort_value, (list, dict)) or isinstance(row_id, (list, dict)):
             raise TypeError("not a scalar")
         return sort_value, row_id
-    except (binascii.Error, ValueError, TypeError, KeyError):
+    except (binascii.Error, ValueError, TypeError, KeyError, InvalidOperation):
         raise ValidationFailed("cursor is not valid", {"cursor": ["Not a valid cursor."]})
+
+
+def _typed_value(tagged):
+    if "dt" in tagged:
+        return datetime.fromisoformat(tagged["dt"])
+    if "d" in tagged:
+        return date.fromisoformat(tagged["d"])
+    value = Decimal(tagged["dec"])
+    if not value.is_finite():
+        raise ValueError("not a finite amount")
+    return value
 
 
 def keyset_page(session, statement, sort_column, id_column, descending, limit, cursor=None, sort_value=None):

@@ -2,6 +2,7 @@
 import base64
 import json
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Integer, String, select
@@ -96,6 +97,9 @@ def test_cursor_round_trip():
     assert decode_cursor(encode_cursor(5, "id-1")) == (5, "id-1")
     assert decode_cursor(encode_cursor("Acme", "id-2")) == ("Acme", "id-2")
     assert decode_cursor(encode_cursor(T0, "id-3")) == (T0, "id-3")
+    assert decode_cursor(encode_cursor(T0.date(), "id-4")) == (T0.date(), "id-4")
+    amount, _ = decode_cursor(encode_cursor(Decimal("1200.50"), "id-5"))
+    assert amount == Decimal("1200.50") and isinstance(amount, Decimal)
     assert "=" not in encode_cursor("x", "id")  # URL-safe, unpadded
 
 
@@ -112,6 +116,9 @@ def b64(raw):
     b64("5"),
     b64('[{"dt": "yesterday"}, "id"]'),
     b64('[{"other": 1}, "id"]'),
+    b64('[{"d": "soon"}, "id"]'),
+    b64('[{"dec": "lots"}, "id"]'),
+    b64('[{"dec": "NaN"}, "id"]'),
     b64('[[1, 2], "id"]'),
     b64('["x", {"id": 1}]'),
     base64.urlsafe_b64encode(b"\xff\xfe").decode(),

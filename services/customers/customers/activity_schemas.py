@@ -3,6 +3,7 @@ from datetime import timedelta, timezone
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from crm_common.validation import PatchSchema
 from crm_common.types import utcnow
 
 from customers import schemas as customer_schemas
@@ -40,11 +41,8 @@ class ContactCreate(ContactFields):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
-class ContactUpdate(ContactFields):
-    @validates_schema
-    def _not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError({"_schema": ["Give at least one field to change."]})
+class ContactUpdate(ContactFields, PatchSchema):
+    pass
 
 
 class ContactOut(Schema):

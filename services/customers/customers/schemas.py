@@ -3,10 +3,11 @@ from datetime import timezone
 
 import phonenumbers
 from marshmallow import (
-    EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema,
+    EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema,
 )
 
 from crm_common.config import env
+from crm_common.validation import PatchSchema, StrictSchema as Strict
 
 KINDS = ("person", "company")
 LIFECYCLE_STAGES = ("lead", "prospect", "customer", "churned")
@@ -54,16 +55,6 @@ class LowerEmail(fields.Email):
         return super()._deserialize(value, attr, data, **kwargs).lower()
 
 
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-    @pre_load
-    def _trim_strings(self, data, **kwargs):
-        """Surrounding spaces never matter; an all-blank optional text is no text."""
-        if not isinstance(data, dict):
-            return data
-        return {key: (value.strip() or None) if isinstance(value, str) else value for key, value in data.items()}
 
 
 class CompanyIn(Strict):
@@ -151,7 +142,7 @@ class CustomerCreate(CustomerFields):
                     {"contact": ["A person needs at least one phone number or email address."]})
 
 
-class CustomerUpdate(CustomerFields):
+class CustomerUpdate(CustomerFields, PatchSchema):
     """PATCH: every field optional. The owner changes through assignment, not here."""
 
     @pre_load
@@ -159,11 +150,6 @@ class CustomerUpdate(CustomerFields):
         if isinstance(data, dict) and "owner_id" in data:
             raise ValidationError({"owner_id": ["Change the owner with POST /customers/{id}/assign."]})
         return data
-
-    @validates_schema
-    def _not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError({"_schema": ["Give at least one field to change."]})
 
 
 class AssignRequest(Strict):
