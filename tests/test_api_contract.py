@@ -101,3 +101,137 @@ def test_documented_import_choices_are_the_accepted_ones():
 def test_documented_export_parameters_are_the_filters_and_options_accepted():
     accepted = set(customers_schemas.CustomerFilters().fields) | set(import_schemas.ExportOptions().fields)
     assert set(documented_imports.ExportQuery().fields) == accepted
+
+
+# --- pipelines and opportunities ---------------------------------------------------
+
+from gateway import pipeline_schemas as documented_pipeline  # noqa: E402
+from sales import pipeline_schemas as sales_pipeline  # noqa: E402
+
+PIPELINE_REQUESTS = [
+    (documented_pipeline.PipelineCreateRequest, sales_pipeline.PipelineCreate),
+    (documented_pipeline.StageRequest, sales_pipeline.StageIn),
+    (documented_pipeline.StageAddRequest, sales_pipeline.StageAdd),
+    (documented_pipeline.OpportunityCreateRequest, sales_pipeline.OpportunityCreate),
+    (documented_pipeline.OpportunityUpdateRequest, sales_pipeline.OpportunityUpdate),
+    (documented_pipeline.StageMoveRequest, sales_pipeline.StageMove),
+]
+PIPELINE_RESPONSES = [
+    (documented_pipeline.PipelineResponse, sales_pipeline.PipelineOut),
+    (documented_pipeline.StageResponse, sales_pipeline.StageOut),
+    (documented_pipeline.OpportunityResponse, sales_pipeline.OpportunityOut),
+    (documented_pipeline.StageChangeResponse, sales_pipeline.StageChangeOut),
+]
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", PIPELINE_REQUESTS)
+def test_documented_pipeline_requests_are_the_accepted_ones(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+    assert _required(documented_schema) == _required(service_schema)
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", PIPELINE_RESPONSES)
+def test_documented_pipeline_responses_have_every_field_returned(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+
+
+def test_documented_opportunity_filters_and_choices_are_the_accepted_ones():
+    assert set(documented_pipeline.OPPORTUNITY_FILTERS) == set(sales_pipeline.OpportunityFilters().fields)
+    assert set(documented_pipeline.OpportunityListQuery().fields) == \
+        set(sales_pipeline.OpportunityFilters().fields) | {"limit", "cursor", "sort"}
+    assert set(documented_pipeline.BoardQuery().fields) == set(sales_pipeline.BoardQuery().fields)
+    assert documented_pipeline.STAGE_OUTCOMES == sales_pipeline.OUTCOMES
+    assert documented_pipeline.OPPORTUNITY_STATUS_FILTERS == sales_pipeline.STATUS_FILTERS
+    assert documented_pipeline.OPPORTUNITY_SORTABLE == sales_pipeline.OPPORTUNITY_SORTABLE
+
+
+# --- products, price lists, quotes, orders and payments -----------------------
+
+from gateway import product_schemas as documented_products  # noqa: E402
+from sales import catalogue_schemas as sales_catalogue  # noqa: E402
+from sales import order_schemas as sales_orders  # noqa: E402
+
+PRODUCT_REQUESTS = [
+    (documented_products.ProductCreateRequest, sales_catalogue.ProductCreate),
+    (documented_products.ProductUpdateRequest, sales_catalogue.ProductUpdate),
+    (documented_products.PriceListCreateRequest, sales_catalogue.PriceListCreate),
+    (documented_products.PriceListUpdateRequest, sales_catalogue.PriceListUpdate),
+    (documented_products.PriceListItemDoc, sales_catalogue.PriceListItemIn),
+    (documented_products.LineRequest, sales_orders.LineIn),
+    (documented_products.QuoteCreateRequest, sales_orders.QuoteCreate),
+    (documented_products.QuoteUpdateRequest, sales_orders.QuoteUpdate),
+    (documented_products.ReasonRequest, sales_orders.ReasonIn),
+    (documented_products.OrderCreateRequest, sales_orders.OrderCreate),
+    (documented_products.PaymentRequest, sales_orders.PaymentCreate),
+]
+PRODUCT_RESPONSES = [
+    (documented_products.ProductResponse, sales_catalogue.ProductOut),
+    (documented_products.PriceListResponse, sales_catalogue.PriceListOut),
+    (documented_products.PriceListItemResponse, sales_catalogue.PriceListItemOut),
+    (documented_products.LineResponse, sales_orders.LineOut),
+    (documented_products.QuoteResponse, sales_orders.QuoteOut),
+    (documented_products.OrderResponse, sales_orders.OrderOut),
+    (documented_products.PaymentResponse, sales_orders.PaymentOut),
+]
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", PRODUCT_REQUESTS)
+def test_documented_sales_record_requests_are_the_accepted_ones(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+    assert _required(documented_schema) == _required(service_schema)
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", PRODUCT_RESPONSES)
+def test_documented_sales_record_responses_have_every_field_returned(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+
+
+def test_documented_sales_record_filters_and_choices_are_the_accepted_ones():
+    assert set(documented_products.PRODUCT_FILTERS) == set(sales_catalogue.ProductFilters().fields)
+    assert set(documented_products.QUOTE_FILTERS) == set(sales_orders.QuoteFilters().fields)
+    assert set(documented_products.ORDER_FILTERS) == set(sales_orders.OrderFilters().fields)
+    assert set(documented_products.CustomerOrdersQuery().fields) == \
+        set(sales_orders.OrderFilters().fields) - {"customer_id"} | {"limit", "cursor"}
+    assert documented_products.QUOTE_STATUSES == sales_orders.QUOTE_STATUSES
+    assert documented_products.ORDER_STATUSES == sales_orders.ORDER_STATUSES
+    assert documented_products.PAYMENT_STATUSES == sales_orders.PAYMENT_STATUSES
+    assert documented_products.PAYMENT_METHODS == sales_orders.PAYMENT_METHODS
+    assert documented_products.MAX_LINES == sales_orders.MAX_LINES
+
+
+# --- contracts and their attachments ------------------------------------------------
+
+from gateway import contract_schemas as documented_contracts  # noqa: E402
+from sales import contract_schemas as sales_contracts  # noqa: E402
+
+CONTRACT_REQUESTS = [
+    (documented_contracts.ContractCreateRequest, sales_contracts.ContractCreate),
+    (documented_contracts.ContractUpdateRequest, sales_contracts.ContractUpdate),
+    (documented_contracts.ContractReasonRequest, sales_contracts.ReasonRequest),
+    (documented_contracts.ContractSignRequest, sales_contracts.SignRequest),
+]
+CONTRACT_RESPONSES = [
+    (documented_contracts.ContractResponse, sales_contracts.ContractOut),
+    (documented_contracts.ContractStatusChangeResponse, sales_contracts.StatusChangeOut),
+    (documented_contracts.AttachmentResponse, sales_contracts.AttachmentOut),
+    (documented_contracts.ExpiryCheckResponse, sales_contracts.ExpiryCheckOut),
+]
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", CONTRACT_REQUESTS)
+def test_documented_contract_requests_are_the_accepted_ones(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+    assert _required(documented_schema) == _required(service_schema)
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", CONTRACT_RESPONSES)
+def test_documented_contract_responses_have_every_field_returned(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+
+
+def test_documented_contract_filters_choices_and_limits_are_the_accepted_ones():
+    assert set(documented_contracts.CONTRACT_FILTERS) == set(sales_contracts.ContractFilters().fields)
+    assert set(documented_contracts.ContractListQuery().fields) == \
+        set(sales_contracts.ContractFilters().fields) | {"limit", "cursor"}
+    assert documented_contracts.CONTRACT_STATUSES == sales_contracts.STATUSES
+    assert documented_contracts.MAX_ATTACHMENT_BYTES == sales_contracts.MAX_ATTACHMENT_BYTES

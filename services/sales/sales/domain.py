@@ -4,19 +4,22 @@ Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 """
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crm_common.consumer import first_delivery
 from crm_common.errors import ValidationFailed
 from crm_common.readmodel import upsert_if_newer, upsert_many_if_newer
+from crm_common.types import utcnow
 from crm_common.validation import load
 
-from sales.models import CustomerReplica
-from sales.schemas import CustomerAssigned, CustomerSnapshot, ImportedCustomers
+from sales.models import Contract, CustomerReplica, Opportunity, Order, Quote
+from sales.schemas import CustomerAssigned, CustomerMerged, CustomerSnapshot, ImportedCustomers
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVENTS = ("customer.created", "customer.updated", "customer.deleted")
+# The sales records that name a customer: a merge re-points them all.
+CUSTOMER_RECORDS = (Opportunity, Quote, Order, Contract)
 UNKNOWN_CUSTOMER = "Unknown or deleted customer."
 
 
@@ -82,6 +85,27 @@ class CustomerReplicaFeed:
             "version": data["version"],
         }
         return self._apply(envelope, data["customer_id"], values)
+
+    def apply_merged(self, envelope):
+        """Apply customer.merged: the source's opportunities, quotes, orders and contracts
+        now belong to the target customer. How many records moved.
+
+        Each moved record gets a new version, so a client holding the old
+        ETag reloads before it writes. The source's replica row is marked
+        deleted by the customer.deleted event the merge also publishes.
+        """
+        data = load(CustomerMerged, envelope.get("data"))
+        if not first_delivery(self.session, envelope):
+            log.info("skipping %s %s: already processed", envelope["type"], envelope["event_id"])
+            return 0
+        moved, now = 0, utcnow()
+        for model in CUSTOMER_RECORDS:
+            moved += self.session.execute(
+                update(model).where(model.customer_id == data["source_id"])
+                .values(customer_id=data["target_id"], version=model.version + 1, updated_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+        log.info("customer %s merged into %s: %d sales records moved", data["source_id"], data["target_id"], moved)
+        return moved
 
     def _apply(self, envelope, customer_id, values):
         changed = upsert_if_newer(self.session, CustomerReplica, CustomerReplica.id, customer_id, values)

@@ -42,3 +42,13 @@ class CustomerAssigned(Schema):
     name = fields.String(required=True, validate=validate.Length(max=200))
     owner_id = fields.String(allow_none=True, load_default=None)
     owner_team_id = fields.String(allow_none=True, load_default=None)
+
+
+class CustomerMerged(Schema):
+    """customer.merged: the source customer was folded into the target."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    target_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    source_id = fields.String(required=True, validate=validate.Length(min=1, max=36))

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 
 from crm_common.testing import memory_session
-from crm_common.testing_cast import ALICE, ADMIN, as_alice  # noqa: F401
+from crm_common.testing_cast import ALICE, ADMIN, as_alice, as_bob, as_east_manager, as_admin, as_viewer  # noqa: F401
 
 from sales.models import Base
 
