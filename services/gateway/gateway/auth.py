@@ -278,7 +278,8 @@ class SignIn:
         if user is None:
             self.passwords.spend_verify_time(password)
             raise Unauthorized(BAD_CREDENTIALS)
-        if not self.passwords.verify(user.password_hash, password):
+        # An inactive user answers like a wrong password: nothing tells who has an account.
+        if not self.passwords.verify(user.password_hash, password) or not user.active:
             raise Unauthorized(BAD_CREDENTIALS)
         if self.passwords.needs_rehash(user.password_hash):
             # Stronger parameters since this hash was made: upgrade it now that we know the password.
@@ -288,7 +289,7 @@ class SignIn:
     def refresh(self, refresh_token):
         user_id, successor = self.refresh_tokens.rotate(refresh_token)
         user = self.session.get(User, user_id)
-        if user is None:
+        if user is None or not user.active:
             raise Unauthorized(BAD_REFRESH_TOKEN)
         # A fresh access token carries the user's current role and team.
         return self._pair_for(user, successor)

@@ -1,5 +1,5 @@
 """The gateway's own tables: users and their refresh tokens."""
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.types import UtcDateTime, Uuid, new_id, utcnow
@@ -18,6 +18,10 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     team_id: Mapped[str | None] = mapped_column(String(64))
+    # The language of what the CRM writes to this user (emails): en | zh-CN.
+    language: Mapped[str] = mapped_column(String(10), default="en")
+    # An inactive user keeps their records but can no longer sign in or be notified.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)

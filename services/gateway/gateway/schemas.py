@@ -11,6 +11,8 @@ from marshmallow import INCLUDE, RAISE, Schema, fields, pre_load, validate
 from crm_common.context import ROLES
 from crm_common.pagination import MAX_LIMIT
 
+from gateway.i18n import ENGLISH, LANGUAGES
+
 MIN_PASSWORD_LENGTH = 12
 # argon2 hashes whatever it is given: bound the work an anonymous caller can ask for.
 MAX_PASSWORD_LENGTH = 1024
@@ -61,6 +63,8 @@ class UserCreateRequest(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     team_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    language = fields.String(load_default=ENGLISH, validate=validate.OneOf(LANGUAGES),
+                             metadata={"description": "The language of the emails the CRM sends this user"})
     password = fields.String(required=True, load_only=True,
                              validate=validate.Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH))
 
@@ -77,6 +81,8 @@ class UserResponse(Schema):
     name = fields.String(required=True)
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     team_id = fields.String(allow_none=True)
+    language = fields.String(required=True, validate=validate.OneOf(LANGUAGES))
+    active = fields.Boolean(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
     version = fields.Integer(required=True)

@@ -9,19 +9,29 @@ import secrets
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
+from crm_common.context import RequestContext
 from crm_common.errors import Conflict, NotFound, ValidationFailed
+from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page
 from crm_common.types import utcnow
 from crm_common.validation import load
+from crm_common.versioning import check_version, flush_versioned
 
 from gateway.auth import PasswordHashing, write_secret_file
 from gateway.models import User
 from gateway.schemas import UserCreateRequest, UserResponse
+from gateway.user_schemas import ProfileUpdateRequest, UserUpdateRequest
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD_FILE = "admin-password"
+
+# Other services keep their own copy of users (notifications: whom to email, in which language)
+# from these events; ``version`` orders them (crm_common.readmodel).
+USER_CREATED = "user.created"
+USER_UPDATED = "user.updated"
+EVENT_FIELDS = ("id", "email", "name", "language", "team_id", "role", "active", "version")
 
 user_response = UserResponse()
 
@@ -31,10 +41,16 @@ def to_dict(user):
     return user_response.dump(user)
 
 
+def event_data(user):
+    return {field: getattr(user, field) for field in EVENT_FIELDS}
+
+
 class UserDirectory:
-    def __init__(self, session, passwords: PasswordHashing):
+    def __init__(self, session, passwords: PasswordHashing, context: RequestContext | None = None):
         self.session = session
         self.passwords = passwords
+        # The actor of the events; work nobody asked for (the first admin) is the system's.
+        self.context = context or RequestContext.system()
 
     def create(self, data):
         """A new user from an API body; 422 for bad input, 409 for a taken email."""
@@ -48,6 +64,8 @@ class UserDirectory:
             name=data["name"],
             role=data["role"],
             team_id=data["team_id"],
+            language=data["language"],
+            active=True,
             password_hash=self.passwords.hash(data["password"]),
             created_at=now,
             updated_at=now,
@@ -58,7 +76,46 @@ class UserDirectory:
             self.session.flush()
         except IntegrityError:
             raise _email_taken()
+        self._publish(USER_CREATED, user)
         return user
+
+    def update_profile(self, user_id, data, expected_version=None):
+        """The signed-in user changes their own name or language."""
+        return self._update(user_id, load(ProfileUpdateRequest, data), expected_version)
+
+    def update(self, user_id, data, expected_version=None):
+        """An admin changes a user's name, role, team, language or status.
+
+        The last active admin can neither lose the role nor be deactivated:
+        nobody could manage users any more.
+        """
+        changes = load(UserUpdateRequest, data)
+        user = self.get(user_id)
+        loses_admin = changes.get("role", user.role) != "admin" or not changes.get("active", user.active)
+        if user.role == "admin" and user.active and loses_admin and not self._other_active_admin(user.id):
+            raise Conflict("This is the last active admin: make another admin first.",
+                           {"role" if "role" in changes else "active": ["The last active admin must stay one."]})
+        return self._update(user_id, changes, expected_version)
+
+    def _update(self, user_id, changes, expected_version):
+        user = self.get(user_id)
+        check_version(user, expected_version, f"User {user_id}")
+        changed = {field: value for field, value in changes.items() if getattr(user, field) != value}
+        if not changed:
+            return user  # nothing new: no version, no event
+        for field, value in changed.items():
+            setattr(user, field, value)
+        user.updated_at = utcnow()
+        flush_versioned(self.session, f"User {user_id}")
+        self._publish(USER_UPDATED, user)
+        return user
+
+    def _publish(self, event_type, user):
+        record_event(self.session, "gateway", event_type, event_data(user), self.context)
+
+    def _other_active_admin(self, user_id):
+        return self.session.execute(select(exists().where(
+            User.role == "admin", User.active.is_(True), User.id != user_id))).scalar()
 
     def get(self, user_id):
         user = self.find(user_id)

@@ -24,7 +24,8 @@ def test_create_user_normalises_and_hides_the_hash(session, passwords):
     user = UserDirectory(session, passwords).create(dict(VALID, name="  Bea  "))
     public = to_dict(user)
     assert public["email"] == "bea@example.com" and public["name"] == "Bea"
-    assert set(public) == {"id", "email", "name", "role", "team_id", "created_at", "updated_at", "version"}
+    assert set(public) == {"id", "email", "name", "role", "team_id", "language", "active", "created_at",
+                           "updated_at", "version"}
     assert passwords.verify(user.password_hash, "twelve chars!")
 
 

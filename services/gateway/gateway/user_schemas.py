@@ -1,0 +1,24 @@
+"""Request bodies of the user changes: the signed-in user's own profile, and an admin's edit of a user."""
+from marshmallow import fields, validate
+
+from crm_common.context import ROLES
+from crm_common.validation import PatchSchema
+
+from gateway.i18n import LANGUAGES
+
+LANGUAGE_DESCRIPTION = "The language of the emails the CRM sends this user"
+
+
+class ProfileUpdateRequest(PatchSchema):
+    """What a user may change about themselves (not their role, team or status)."""
+
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    language = fields.String(validate=validate.OneOf(LANGUAGES), metadata={"description": LANGUAGE_DESCRIPTION})
+
+
+class UserUpdateRequest(ProfileUpdateRequest):
+    """An admin's change of a user; an inactive user can no longer sign in and gets no email."""
+
+    role = fields.String(validate=validate.OneOf(ROLES))
+    team_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=64))
+    active = fields.Boolean()
