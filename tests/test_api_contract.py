@@ -235,3 +235,91 @@ def test_documented_contract_filters_choices_and_limits_are_the_accepted_ones():
         set(sales_contracts.ContractFilters().fields) | {"limit", "cursor"}
     assert documented_contracts.CONTRACT_STATUSES == sales_contracts.STATUSES
     assert documented_contracts.MAX_ATTACHMENT_BYTES == sales_contracts.MAX_ATTACHMENT_BYTES
+
+
+# --- tasks, inbox actions and notification preferences ------------------------------
+
+from gateway import task_schemas as documented_tasks  # noqa: E402
+from notifications import task_schemas as notification_tasks  # noqa: E402
+
+TASK_REQUESTS = [
+    (documented_tasks.TaskCreateRequest, notification_tasks.TaskCreate),
+    (documented_tasks.TaskUpdateRequest, notification_tasks.TaskUpdate),
+    (documented_tasks.PreferencesRequest, notification_tasks.PreferencesUpdate),
+    (documented_tasks.QuietHoursSchema, notification_tasks.QuietHours),
+]
+TASK_RESPONSES = [
+    (documented_tasks.TaskResponse, notification_tasks.TaskOut),
+    (documented_tasks.PreferencesResponse, notification_tasks.PreferencesOut),
+]
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", TASK_REQUESTS)
+def test_documented_task_requests_are_the_accepted_ones(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+    assert _required(documented_schema) == _required(service_schema)
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", TASK_RESPONSES)
+def test_documented_task_responses_have_every_field_returned(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+
+
+def test_documented_task_filters_and_choices_are_the_accepted_ones():
+    assert set(documented_tasks.TASK_FILTERS) == set(notification_tasks.TaskFilters().fields)
+    assert set(documented_tasks.TaskListQuery().fields) == set(notification_tasks.TaskFilters().fields) | {
+        "limit", "cursor"}
+    assert documented_tasks.TASK_PRIORITIES == notification_tasks.PRIORITIES
+    assert documented_tasks.TASK_STATUSES == notification_tasks.STATUSES
+    assert documented_tasks.TASK_SOURCES == notification_tasks.SOURCES
+    assert documented_tasks.CHANNELS == notification_tasks.CHANNELS
+
+
+# --- webhooks ------------------------------------------------------------------
+
+from gateway import webhook_schemas as documented_webhooks  # noqa: E402
+from notifications import webhook_schemas as webhook  # noqa: E402
+
+WEBHOOK_REQUESTS = [
+    (documented_webhooks.WebhookCreateRequest, webhook.WebhookCreate),
+    (documented_webhooks.WebhookUpdateRequest, webhook.WebhookUpdate),
+]
+WEBHOOK_RESPONSES = [
+    (documented_webhooks.WebhookResponse, webhook.WebhookOut),
+    (documented_webhooks.WebhookCreatedResponse, webhook.WebhookCreatedOut),
+    (documented_webhooks.WebhookDeliveryResponse, webhook.WebhookDeliveryOut),
+    (documented_webhooks.WebhookAttemptResponse, webhook.WebhookAttemptOut),
+]
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", WEBHOOK_REQUESTS)
+def test_documented_webhook_requests_are_the_accepted_ones(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+    assert _required(documented_schema) == _required(service_schema)
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", WEBHOOK_RESPONSES)
+def test_documented_webhook_responses_have_every_field_returned(documented_schema, service_schema):
+    assert set(documented_schema().fields) == set(service_schema().fields)
+
+
+def test_documented_webhook_delivery_statuses_are_the_services():
+    assert documented_webhooks.DELIVERY_STATUSES == webhook.DELIVERY_STATUSES
+
+
+# --- users as notifications knows them ------------------------------------------
+
+
+def test_notifications_reads_only_fields_the_gateways_user_events_carry():
+    from gateway import users
+    from notifications.recipients import UserEvent
+
+    assert set(UserEvent().fields) <= set(users.EVENT_FIELDS)
+    assert set(UserEvent().fields) == set(users.EVENT_FIELDS) - {"role"}  # and uses all but the role
+
+
+def test_users_choose_among_the_languages_emails_are_written_in():
+    from gateway.i18n import LANGUAGES
+    from notifications.templates import TEMPLATES
+
+    assert set(LANGUAGES) == set(TEMPLATES)

@@ -12,6 +12,11 @@ queue after a backoff; after the last attempt it goes to the service's
 dead-letter queue, ``crm.dead-letter.<service>``, where an operator can
 inspect and replay it. The retry copy is confirmed by the broker before the
 original is acked, so a crash in between duplicates, never loses.
+
+The event type is the routing key on the producer's topic exchange, so a
+wildcard binds one handler to many types: ``event_handler("sales", "#")``
+receives every event sales publishes ("contract.*" every contract event).
+Metrics then count each event under its own type, read from the envelope.
 """
 import logging
 
@@ -92,10 +97,15 @@ class ReliableEventHandler(EventHandler):
         name = dead_letter_queue_name(self.service_name)
         self.dead_letter_queue = Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True)
 
+    def _counted_type(self, message):
+        if "*" not in self.event_type and "#" not in self.event_type:
+            return self.event_type
+        payload = message.payload
+        return payload.get("type", self.event_type) if isinstance(payload, dict) else self.event_type
+
     def handle_message_processed(self, message, result=None, exc_info=None):
-        event_type = self.event_type
         if exc_info is None:
-            metrics.EVENTS_CONSUMED.labels(self.service_name, event_type, "ok").inc()
+            metrics.EVENTS_CONSUMED.labels(self.service_name, self._counted_type(message), "ok").inc()
         else:
             self._retry_or_dead_letter(message, exc_info)
         self.queue_consumer.ack_message(message)
@@ -113,7 +123,7 @@ class ReliableEventHandler(EventHandler):
                 message.payload, exchange=DEFAULT_EXCHANGE, routing_key=self.retry_queue.name,
                 declare=[self.retry_queue], headers=headers, expiration=delay,
             )
-            metrics.EVENTS_CONSUMED.labels(self.service_name, self.event_type, "retry").inc()
+            metrics.EVENTS_CONSUMED.labels(self.service_name, self._counted_type(message), "retry").inc()
         else:
             headers.update({
                 "x-crm-original-queue": self.queue.name,
@@ -125,7 +135,7 @@ class ReliableEventHandler(EventHandler):
                 message.payload, exchange=DEFAULT_EXCHANGE, routing_key=self.dead_letter_queue.name,
                 declare=[self.dead_letter_queue], headers=headers,
             )
-            metrics.EVENTS_CONSUMED.labels(self.service_name, self.event_type, "dead_letter").inc()
+            metrics.EVENTS_CONSUMED.labels(self.service_name, self._counted_type(message), "dead_letter").inc()
 
 
 def _worth_retrying(exc):

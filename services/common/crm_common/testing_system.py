@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import requests
 
 from crm_common.testing import free_port, postgres_database, wait_until  # noqa: F401 (re-exported)
+from crm_common.testing_smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[3]
 NAMEKO = str(Path(sys.executable).with_name("nameko"))
@@ -147,8 +148,15 @@ def running_system(name="e2e", workdir=None, extra_env=None):
         vhost = f"crm_{name}_{run_id}"
         rabbit.create_vhost(vhost, amqp.username or "guest")
         cleanup.callback(rabbit.delete_vhost, vhost)
+        # A real SMTP server for every end-to-end run: mail the services send
+        # lands in its Maildir (system.smtp), and a test may stop and restart it.
+        smtp = SmtpServer(Path(workdir) / "maildir").start()
+        cleanup.callback(smtp.stop)
         env = {
             **os.environ,
+            **smtp.env,
+            # A failed email delivery is retried after a second, not a minute.
+            "CRM_DELIVERY_RETRY_SECONDS": "1",
             "AMQP_URI": f"{amqp.scheme}://{amqp.netloc}/{vhost}",
             "CRM_VAR_DIR": str(workdir),
             "CRM_GATEWAY_PORT": str(free_port()),
@@ -156,12 +164,18 @@ def running_system(name="e2e", workdir=None, extra_env=None):
             "CRM_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "CRM_RPC_TIMEOUT": "3",
             "CRM_EVENT_RETRY_DELAYS": "0.2,0.5",
+            # Reminders and deliveries are looked for every second, not every five.
+            "CRM_REMINDER_SCAN_SECONDS": "1",
+            # Webhook retries after 0.5 s, 1 s, 2 s ... instead of 30 s, 60 s ..., looked for 4 times a second.
+            "CRM_WEBHOOK_BACKOFF_BASE": "0.5",
+            "CRM_WEBHOOK_SCAN_SECONDS": "0.25",
             **(extra_env or {}),
         }
         for service in SERVICES:
             env[f"CRM_{service.upper()}_DB_URL"] = cleanup.enter_context(
                 postgres_database(f"crm_{name}_{run_id}_{service}"))
         system = System(workdir, env)
+        system.smtp = smtp
         cleanup.callback(system.stop_all)
         for service in SERVICES:
             system.start(service)

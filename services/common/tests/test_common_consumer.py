@@ -236,3 +236,33 @@ def test_failed_attempt_rolls_back_its_effect_and_the_retry_applies_it_once(
 
     wait_for(lambda: notes(sqlite_url) == ["effect"], message="effect after the retry")
     assert len(attempts) == 2
+
+
+# --- one handler for every event of a producer ----------------------------------------
+
+def test_wildcard_handler_receives_every_type_and_counts_each_under_its_own(
+        container_factory, rabbit_config, monkeypatch, sample, unique_name):
+    monkeypatch.setenv("CRM_EVENT_RETRY_DELAYS", "0.05")
+    name = unique_name("catchall")
+    received = []
+
+    class CatchAllService:
+        @event_handler("producer", "#")
+        def handle(self, envelope):
+            received.append(envelope["type"])
+            if envelope["type"] == "thing.broke" and received.count("thing.broke") == 1:
+                raise RuntimeError("fails once")
+
+    CatchAllService.name = name
+    container_factory(CatchAllService, rabbit_config).start()
+    for event_type in ("thing.happened", "other.thing_changed", "thing.broke"):
+        publish_event(rabbit_config, make_envelope("producer", event_type, {"item": "x"}, ACTOR))
+
+    wait_for(lambda: len(received) == 4, message="three types, one retried")
+    assert sorted(received) == ["other.thing_changed", "thing.broke", "thing.broke", "thing.happened"]
+    # The retry came back through the delay queue to the same catch-all handler.
+    wait_for(lambda: sample("crm_events_consumed_total", service=name, type="thing.broke", outcome="ok") == 1,
+             message="the retried event counted")
+    assert sample("crm_events_consumed_total", service=name, type="thing.broke", outcome="retry") == 1
+    assert sample("crm_events_consumed_total", service=name, type="other.thing_changed", outcome="ok") == 1
+    assert sample("crm_events_consumed_total", service=name, type="#", outcome="ok") == 0

@@ -130,6 +130,16 @@ MESSAGES = {
         "Must not be in the past.": "不能是过去的日期。",
         "Must be more than 0.": "必须大于 0。",
         "More than the outstanding amount.": "超过了未付金额。",
+        # tasks and notification preferences
+        "Must not be after due_at.": "不能晚于 due_at。",
+        "You may not give tasks to another user.": "您不能把任务分配给其他用户。",
+        "Not a member of your team.": "不是您团队的成员。",
+        "The inbox cannot be turned off.": "站内信不能关闭。",
+        "Use HH:MM (24-hour).": "请使用 HH:MM（24 小时制）。",
+        "Not a known time zone (use an IANA name like Asia/Shanghai).": "未知的时区（请使用 IANA 名称，如 Asia/Shanghai）。",
+        "Must differ from start.": "必须与开始时间不同。",
+        "The last active admin must stay one.": "必须保留至少一个启用的管理员。",
+        "This is the last active admin: make another admin first.": "这是最后一个启用的管理员：请先设置另一个管理员。",
     },
 }
 
@@ -192,3 +202,20 @@ def field_errors(errors, language):
     if isinstance(errors, list):
         return [field_errors(item, language) for item in errors]
     return message(errors, language)
+
+
+# --- webhooks (notifications.webhook_schemas, notifications.ssrf) ---------------------
+MESSAGES[CHINESE].update({
+    'Each event type is exact ("order.placed"), a prefix ("order.*") or "*".':
+        '每个事件类型须为精确类型（"order.placed"）、前缀（"order.*"）或 "*"。',
+    "Only http and https URLs can be called.": "只能调用 http 和 https 地址。",
+    "A URL must not contain credentials (user:password@).": "地址中不能包含凭据（user:password@）。",
+    "The URL has no host.": "地址中没有主机名。",
+    "Not a valid URL.": "不是有效的地址。",
+})
+PATTERNS[CHINESE] += [
+    (re.compile(r"^The host (\S+) does not resolve\.$"), r"无法解析主机 \1。"),
+    (re.compile(r"^The host (\S+) resolves to (\S+), an? ([a-z -]+) address; "
+                r"only an admin's allow_private_network permits that\.$"),
+     r"主机 \1 解析为 \2（\3 地址）；只有管理员设置 allow_private_network 后才允许。"),
+]

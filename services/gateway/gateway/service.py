@@ -20,6 +20,9 @@ from gateway.customer_routes import CustomerRoutes
 from gateway.import_routes import ImportRoutes
 from gateway.pipeline_routes import PipelineRoutes
 from gateway.product_routes import ProductRoutes
+from gateway.webhook_routes import WebhookRoutes
+from gateway.task_routes import TaskRoutes
+from gateway.user_routes import UserRoutes
 from gateway.auth import SignIn
 from gateway.dependencies import Auth, GatewayDatabase
 from gateway.http import (
@@ -43,6 +46,9 @@ def openapi_json(service_cls):
 
 
 class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes, PipelineRoutes, ContractRoutes,
+                     UserRoutes,
+                     TaskRoutes,
+                     WebhookRoutes,
                      OpsEndpoints):
     name = "gateway"
 
@@ -60,7 +66,7 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
         return SignIn(self.db, self.auth.passwords, self.auth.access_tokens)
 
     def _users(self):
-        return users.UserDirectory(self.db, self.auth.passwords)
+        return users.UserDirectory(self.db, self.auth.passwords, self.context)
 
     # --- auth ----------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 """
 import logging
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from crm_common.consumer import first_delivery
 from crm_common.context import RequestContext
@@ -13,6 +13,7 @@ from crm_common.pagination import check_limit, keyset_page
 from crm_common.types import utcnow
 from crm_common.validation import load
 
+from notifications.dispatch import notify
 from notifications.models import Notification
 from notifications.schemas import Actor, CustomerAssigned, ImportedCustomers, NotificationOut
 
@@ -44,9 +45,8 @@ def notify_customer_assigned(session, envelope):
     if not owner_id or actor["user_id"] == owner_id:
         return None
     name = data["name"] or "a customer"
-    notification = Notification(
-        user_id=owner_id,
-        type=CUSTOMER_ASSIGNED,
+    return notify(
+        session, owner_id, CUSTOMER_ASSIGNED,
         title=f"Customer {name} was assigned to you",
         body=f"You are now the owner of {name}.",
         data={
@@ -55,12 +55,8 @@ def notify_customer_assigned(session, envelope):
             "previous_owner_id": data["previous_owner_id"],
             "assigned_by": actor["user_id"],
         },
-        created_at=utcnow(),
         source_event_id=envelope["event_id"],
     )
-    session.add(notification)
-    session.flush()
-    return notification
 
 
 def notify_customers_imported(session, envelope):
@@ -78,9 +74,8 @@ def notify_customers_imported(session, envelope):
     for owner_id, customers in by_owner.items():
         count = len(customers)
         first = customers[0]["name"] or "a customer"
-        notifications.append(Notification(
-            user_id=owner_id,
-            type=CUSTOMERS_IMPORTED,
+        notifications.append(notify(
+            session, owner_id, CUSTOMERS_IMPORTED,
             title=f"Customer {first} was assigned to you" if count == 1
             else f"{count} imported customers were assigned to you",
             body=f"An import made you the owner of {first}" + (f" and {count - 1} more." if count > 1 else "."),
@@ -89,11 +84,8 @@ def notify_customers_imported(session, envelope):
                 "count": count,
                 "assigned_by": actor["user_id"],
             },
-            created_at=utcnow(),
             source_event_id=envelope["event_id"],
         ))
-    session.add_all(notifications)
-    session.flush()
     return notifications
 
 
@@ -167,6 +159,13 @@ class Inbox:
             select(func.count()).select_from(Notification).where(
                 Notification.user_id == self.context.user_id, Notification.read_at.is_(None))
         ).scalar_one()
+
+    def mark_all_read(self):
+        """Mark every unread notification of the caller read; {"marked": how many}."""
+        marked = self.session.execute(
+            update(Notification).where(Notification.user_id == self.context.user_id, Notification.read_at.is_(None))
+            .values(read_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+        return {"marked": marked}
 
     def mark_read(self, notification_id):
         """Mark one of the caller's notifications read (again is harmless); its new state."""
