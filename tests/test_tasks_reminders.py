@@ -141,6 +141,10 @@ def test_a_followup_due_soon_reminds_the_owner_when_the_time_comes(system, make_
                             message="the follow-up reminder")
     assert reminder["type"] == "task.reminder" and reminder["data"]["task_id"] == task["id"]
     assert datetime.fromisoformat(reminder["created_at"]) >= due
+    # ... and by email (task.reminder goes to the inbox and email unless the user chose otherwise).
+    mails = [mail for mail in system.smtp.wait_for(rep.user["email"], timeout=30)
+             if f"Follow up with {name}" in str(mail["Subject"])]
+    assert len(mails) == 1, [str(mail["Subject"]) for mail in system.smtp.messages_to(rep.user["email"])]
 
     # The next follow-up closes the task of this one.
     rep.post(f"/customers/{customer.json()['id']}/followups", json={"type": "visit", "summary": "Brought it"})
