@@ -8,6 +8,7 @@ import time
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import event
 
 # Buckets bracket the API latency targets: 10 ms ... 5 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
@@ -80,3 +81,48 @@ def _outcome_of(exc):
     # error, not the service's: SRE error ratios count only "error".
     status = getattr(exc, "status", 500)
     return "client_error" if 400 <= status < 500 else "error"
+
+
+# --- business counters: counted when the transaction that made the fact commits ---
+
+_PENDING = "crm_metrics_pending"
+
+
+def count_after_commit(session, counter, amount=1):
+    """Add ``amount`` to ``counter`` (a labelled child) once ``session``'s transaction commits.
+
+    A fact written in a transaction that rolls back never happened, so it is
+    not counted: increments made inside a savepoint that rolls back, or a
+    transaction that rolls back or is closed without commit, are dropped.
+    """
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        event.listen(session, "after_commit", _publish_pending)
+        event.listen(session, "after_soft_rollback", _drop_rolled_back)
+    if not session.in_transaction():
+        session.begin()
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    pending.append((counter, amount, transaction))
+
+
+def _chain(transaction):
+    while transaction is not None:
+        yield transaction
+        transaction = transaction.parent
+
+
+def _publish_pending(session):
+    if session.in_nested_transaction():
+        return  # a savepoint released: its counts wait for the outer commit
+    root = session.get_transaction()
+    pending = session.info[_PENDING]
+    for counter, amount, transaction in pending:
+        if root in _chain(transaction):  # else left over from a transaction closed without commit
+            counter.inc(amount)
+    pending.clear()
+
+
+def _drop_rolled_back(session, previous_transaction):
+    pending = session.info[_PENDING]
+    pending[:] = [item for item in pending if previous_transaction not in _chain(item[2])]

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_common.errors import Conflict, Forbidden, NotFound
+from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page
 from crm_common.types import utcnow
@@ -22,6 +23,7 @@ from customers.activity_schemas import (
     ViewCreate, ViewOut,
 )
 from customers.domain import PRODUCER, CustomerBook, visible_to
+from customers.metrics import FOLLOWUPS_LOGGED
 from customers.models import Contact, Customer, Followup, SavedView
 
 # Contacts and saved views are listed whole; refusing the one past the cap
@@ -173,6 +175,7 @@ class Followups(ThroughCustomer):
                             created_at=now)
         self.session.add(followup)
         self.session.flush()
+        count_after_commit(self.session, FOLLOWUPS_LOGGED.labels(followup.type))
         earlier = self.session.execute(select(Followup).where(
             Followup.customer_id == customer.id, Followup.closed_at.is_(None), Followup.id != followup.id,
         ).order_by(Followup.occurred_at, Followup.id)).scalars().all()

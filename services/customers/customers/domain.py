@@ -7,11 +7,14 @@ from sqlalchemy import and_, func, or_, select
 
 from crm_common.context import RequestContext
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page
 from crm_common.permissions import visibility
 from crm_common.types import utcnow
 from crm_common.validation import load
+
+from customers.metrics import CUSTOMERS_CREATED
 from crm_common.versioning import check_version, flush_versioned
 
 from customers import search
@@ -215,6 +218,7 @@ class CustomerBook:
         snapshot = to_dict(customer)
         self.record_history(customer, "created", diff({}, snapshot))
         record_event(self.session, PRODUCER, "customer.created", snapshot, self.context)
+        count_after_commit(self.session, CUSTOMERS_CREATED.labels(customer.kind))
         if customer.owner_id:
             self._record_assignment(customer, previous_owner_id=None)
         return snapshot

@@ -36,6 +36,7 @@ from sqlalchemy import func, insert, select, update
 
 from crm_common.context import RequestContext
 from crm_common.errors import CrmError, NotFound, ValidationFailed
+from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_events
 from crm_common.types import new_id, utcnow
 from crm_common.validation import load
@@ -44,6 +45,7 @@ from customers import tabular
 from customers.domain import PRODUCER, CustomerBook, diff, to_dict
 from customers.import_schemas import CUSTOM_PREFIX, LIST_FIELDS, ImportJobOut, ImportOptions, is_importable
 from customers.custom_fields import CustomFieldCatalogue
+from customers.metrics import CUSTOMERS_IMPORTED
 from customers.models import Customer, CustomerHistory, CustomerIdentifier, CustomerTag, ImportJob
 from customers.schemas import CustomerUpdate
 
@@ -294,6 +296,8 @@ class Importer:
         outcome = new_report(self.dry_run)
         self._insert(session, created)
         outcome["created"] = len(created)
+        if created:  # a dry run's chunk is rolled back, and so is this count
+            count_after_commit(session, CUSTOMERS_IMPORTED, len(created))
         book = CustomerBook(session, self.context)
         for number, data, match_id in updates:
             self._update(session, book, number, data, match_id, outcome)

@@ -18,8 +18,10 @@ from typing import Protocol
 from sqlalchemy import or_, select, update
 
 from crm_common.config import env
+from crm_common.metrics import count_after_commit
 from crm_common.types import utcnow
 
+from notifications.metrics import NOTIFICATIONS_SENT
 from notifications.models import Delivery, Notification, Recipient
 from notifications.preferences import channels_for, quiet_hours_of, quiet_until
 from notifications.task_schemas import EMAIL, INBOX
@@ -65,6 +67,7 @@ def notify(session, user_id, notification_type, title, body=None, data=None, now
                                 created_at=now, source_event_id=source_event_id)
     session.add(notification)
     session.flush()
+    count_after_commit(session, NOTIFICATIONS_SENT.labels(INBOX, "sent"))
     for channel in channels_for(session, user_id, notification_type):
         if channel == INBOX:
             continue
@@ -193,5 +196,6 @@ def _finish(session, delivery_id, status, error, now, counted=True):
             delivery.status = outcome = FAILED
         else:
             delivery.next_attempt_at, outcome = now + delay, "retrying"
+    count_after_commit(session, NOTIFICATIONS_SENT.labels(delivery.channel, outcome))
     session.commit()
     return outcome

@@ -20,9 +20,11 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
+from crm_common.metrics import count_after_commit
 from crm_common.types import utcnow
 
 from notifications.dispatch import notify
+from notifications.metrics import REMINDERS_SENT
 from notifications.models import Task
 from notifications.preferences import TASK_REMINDER
 
@@ -87,6 +89,7 @@ def remind(session, task_id, instance_id, now):
         log.warning("reminder of task %s was taken over by another instance; not sending it twice", task_id)
         session.rollback()
         return False
+    count_after_commit(session, REMINDERS_SENT)
     session.commit()
     return True
 

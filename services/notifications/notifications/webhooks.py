@@ -29,12 +29,14 @@ from sqlalchemy import or_, select, update
 
 from crm_common.config import env
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_common.metrics import count_after_commit
 from crm_common.pagination import keyset_page
 from crm_common.types import utcnow
 from crm_common.validation import load
 from crm_common.versioning import check_version, flush_versioned
 
 from notifications import ssrf
+from notifications.metrics import WEBHOOK_DELIVERIES
 from notifications.models import Webhook, WebhookAttempt, WebhookDelivery
 from notifications.webhook_schemas import (
     WebhookAttemptOut, WebhookCreate, WebhookCreatedOut, WebhookDeliveryOut, WebhookOut, WebhookUpdate,
@@ -255,6 +257,7 @@ def record_outcome(session, delivery, outcome, now, backoff_base, rand=random.ra
                                error=outcome.error, duration_ms=outcome.duration_ms))
     if outcome.succeeded:
         delivery.status, delivery.finished_at, delivery.next_attempt_at = "succeeded", now, None
+        count_after_commit(session, WEBHOOK_DELIVERIES.labels("succeeded"))
         return
     retry_at = next_attempt_at(delivery.created_at, delivery.attempts, now, backoff_base, rand)
     if retry_at is None:
@@ -262,6 +265,7 @@ def record_outcome(session, delivery, outcome, now, backoff_base, rand=random.ra
         log.warning("webhook delivery %s failed for good after %d attempts", delivery.id, delivery.attempts)
     else:
         delivery.next_attempt_at = retry_at
+    count_after_commit(session, WEBHOOK_DELIVERIES.labels("failed" if retry_at is None else "retrying"))
 
 
 @dataclass

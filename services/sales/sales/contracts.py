@@ -19,6 +19,7 @@ from datetime import timedelta, timezone
 from sqlalchemy import select, update
 
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_event
 from crm_common.pagination import keyset_page
 from crm_common.permissions import visibility
@@ -34,6 +35,7 @@ from sales.contract_schemas import (
 from sales.documents import SalesRecords
 from sales.domain import require_active_customer
 from sales.money import round_money
+from sales.metrics import CONTRACTS_SIGNED
 from sales.models import Contract, ContractAttachment, ContractStatusChange, Order
 
 log = logging.getLogger(__name__)
@@ -219,6 +221,7 @@ class Contracts(SalesRecords):
         self._check_can(contract, "sign")
         contract.signed_at = signed_at
         self._move(contract, "sign")
+        count_after_commit(self.session, CONTRACTS_SIGNED)
         # A contract whose term has begun is in force from its signature; one
         # that starts later is activated by the daily check on its start date.
         if contract.start_date <= (today or utcnow().date()):

@@ -16,6 +16,7 @@ the second sees what the first paid: an order is never overpaid.
 from sqlalchemy import select
 
 from crm_common.errors import Conflict, ValidationFailed
+from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_event
 from crm_common.types import utcnow
 from crm_common.validation import load
@@ -25,6 +26,7 @@ from sales.documents import (
     PRODUCER, SalesRecords, copy_lines, event_data, lines_data, require_status, touch, wire_money,
 )
 from sales.domain import require_active_customer
+from sales.metrics import ORDER_REVENUE, ORDERS_PLACED, PAYMENT_AMOUNT, PAYMENTS_RECEIVED
 from sales.models import Order, OrderLine, Payment
 from sales.money import ZERO, minor_unit, round_money
 from sales.order_schemas import OrderCreate, OrderFilters, OrderOut, PaymentCreate, PaymentOut, ReasonIn
@@ -124,6 +126,8 @@ class Orders(SalesRecords):
             order, order_id=order.id, payment_id=payment.id, amount=wire_money(amount), method=payment.method,
             paid_at=payment.paid_at.isoformat(), paid_amount=wire_money(order.paid_amount),
             outstanding=wire_money(outstanding(order.total, order.paid_amount)), fully_paid=fully_paid), self.context)
+        count_after_commit(self.session, PAYMENTS_RECEIVED.labels(order.currency))
+        count_after_commit(self.session, PAYMENT_AMOUNT.labels(order.currency), float(amount))
         return {**payment_out.dump(payment), "order": to_dict(order)}
 
     def fulfil(self, order_id):
@@ -162,3 +166,5 @@ class Orders(SalesRecords):
         record_event(self.session, PRODUCER, "order.placed", event_data(
             order, quote_id=order.quote_id, confirmed_at=order.confirmed_at.isoformat(),
             lines=lines_data(order.lines)), self.context)
+        count_after_commit(self.session, ORDERS_PLACED.labels(order.currency))
+        count_after_commit(self.session, ORDER_REVENUE.labels(order.currency), float(order.total))

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crm_common.context import RequestContext
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page
 from crm_common.permissions import visibility
@@ -19,6 +20,7 @@ from crm_common.validation import load
 from crm_common.versioning import check_version, flush_versioned
 
 from sales.domain import require_active_customer
+from sales.metrics import OPPORTUNITIES_CREATED, OPPORTUNITY_STAGE_CHANGES
 from sales.models import Opportunity, OpportunityStageChange, Pipeline, PipelineStage
 from sales.money import as_wire, round_money
 from sales.pipeline_schemas import (
@@ -327,6 +329,7 @@ class Opportunities:
             changed_by=self.context.user_id, changed_at=now, seconds_in_previous_stage=None))
         self.session.flush()
         record_event(self.session, PRODUCER, "opportunity.created", event_data(opportunity, stage), self.context)
+        count_after_commit(self.session, OPPORTUNITIES_CREATED)
         return to_dict(opportunity, stage)
 
     def update(self, opportunity_id, changes, expected_version=None):
@@ -398,6 +401,7 @@ class Opportunities:
         record_event(self.session, PRODUCER, "opportunity.stage_changed", {
             **snapshot, "from_stage": source.key, "to_stage": target.key, "seconds_in_previous_stage": seconds,
             "reopened": reopening, "note": data.get("note")}, self.context)
+        count_after_commit(self.session, OPPORTUNITY_STAGE_CHANGES.labels(target.outcome))
         if target.outcome in CLOSED_OUTCOMES:
             record_event(self.session, PRODUCER, f"opportunity.{target.outcome}", snapshot, self.context)
         return to_dict(opportunity, target)
