@@ -21,7 +21,7 @@ CRM_DB ?= sqlite
 export CRM_DB
 PIP_TOOLS_VERSION := 7.6.2
 
-.PHONY: help venv rabbitmq postgres databases up down ps logs test bench clean loadtest-venv lock
+.PHONY: help venv rabbitmq postgres databases promtool up down ps logs test bench clean loadtest-venv lock
 
 help: ## list the targets
 	@echo "usage: make TARGET   (CRM_DB=postgres make up: run on PostgreSQL instead of SQLite)"
@@ -92,6 +92,9 @@ postgres: ## make sure PostgreSQL answers on 127.0.0.1:5432 (user postgres, no p
 databases: postgres ## create the services' PostgreSQL databases if missing
 	@scripts/ensure-databases.sh $(DATABASES)
 
+promtool: ## make sure promtool and prometheus are installed (the server is not started)
+	@scripts/ensure-promtool.sh
+
 # --- Running the CRM --------------------------------------------------------
 
 # When make started: crm-up.sh reports the wall time of the whole `make up`.
@@ -114,7 +117,7 @@ logs: ## show the last 50 lines of each service log (F=1 follows them)
 
 # --- Tests ------------------------------------------------------------------
 
-test: venv rabbitmq postgres ## run every test suite (ARGS='-x -k name' go to each)
+test: venv rabbitmq postgres promtool ## run every test suite (ARGS='-x -k name' go to each)
 	@scripts/run-tests.sh $(ARGS)
 
 bench: venv rabbitmq postgres ## run the benchmarks (each starts its own system on PostgreSQL) and print their numbers

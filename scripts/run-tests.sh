@@ -74,6 +74,11 @@ for pkg in common "${CRM_SERVICES[@]}"; do
         run_suite "services/$pkg/tests" "${NAMEKO_TEST[@]}" "services/$pkg/tests" "$@"
     fi
 done
+# The Prometheus config, recording and alert rules: promtool's checks and unit
+# tests (tests/test_prometheus.py runs a real Prometheus against the system).
+if [[ -d deploy/prometheus ]]; then
+    run_suite "deploy/prometheus" "${NAMEKO_TEST[@]}" deploy/prometheus "$@"
+fi
 # Cross-service and end-to-end tests.
 if [[ -d tests ]]; then
     run_suite "tests" "${NAMEKO_TEST[@]}" tests "$@"

@@ -3,6 +3,7 @@ PostgreSQL databases, and a check that migrations match the models."""
 import os
 import secrets
 import socket
+import subprocess
 import time
 from contextlib import contextmanager
 
@@ -90,6 +91,16 @@ def wait_until(condition, timeout=10.0, interval=0.05, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def stop_process(process, timeout=20):
+    """Stop a process a test started: SIGTERM, then SIGKILL if it is not gone within ``timeout`` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port():

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from crm_common.testing import free_port, postgres_database, wait_until  # noqa: F401 (re-exported)
+from crm_common.testing import free_port, postgres_database, stop_process, wait_until  # noqa: F401 (re-exported)
 from crm_common.testing_smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -91,13 +91,7 @@ class System:
             return False
 
     def stop(self, instance):
-        process = self.processes.pop(instance)
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(self.processes.pop(instance))
 
     def metrics(self, instance):
         return requests.get(f"http://127.0.0.1:{self.http_ports[instance]}/metrics", timeout=5).text
