@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from crm_common.config import db_url, env_bool
+from crm_common.metrics import time_statements
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Database(DependencyProvider):
             upgrade(self.migrations, self.url)
         # Enough connections for every worker plus the outbox relay.
         self.engine = make_engine(self.url, pool_size=self.container.max_workers + 2)
+        time_statements(self.engine, service_name)
         self.Session = make_session_factory(self.engine)
 
         from crm_common.outbox import OutboxRelay

@@ -34,6 +34,10 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 WORKERS_IN_USE = Gauge("crm_workers_in_use", "Workers currently running", ["service"])
 WORKERS_MAX = Gauge("crm_workers_max", "Size of the worker pool", ["service"])
+DB_QUERY_DURATION = Histogram(
+    "crm_db_query_duration_seconds", "Time a database statement took, by kind (select, insert, update, delete, other)",
+    ["service", "statement"], buckets=LATENCY_BUCKETS,
+)
 HTTP_REQUESTS = Counter(
     "crm_http_requests_total", "HTTP requests served by the gateway", ["route", "method", "status"]
 )
@@ -126,3 +130,29 @@ def _publish_pending(session):
 def _drop_rolled_back(session, previous_transaction):
     pending = session.info[_PENDING]
     pending[:] = [item for item in pending if previous_transaction not in _chain(item[2])]
+
+
+# --- database statement timing ------------------------------------------------------
+
+_STATEMENT_KINDS = ("select", "insert", "update", "delete")
+_STARTED = "crm_statement_started"
+
+
+def time_statements(engine, service_name):
+    """Observe every statement ``engine`` runs in crm_db_query_duration_seconds (kind only, never the SQL)."""
+    @event.listens_for(engine, "before_cursor_execute")
+    def _started(conn, cursor, statement, parameters, context, executemany):
+        conn.info.setdefault(_STARTED, []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _finished(conn, cursor, statement, parameters, context, executemany):
+        started = conn.info[_STARTED].pop()
+        first_word = statement.lstrip().split(None, 1)[0].lower() if statement.strip() else ""
+        kind = first_word if first_word in _STATEMENT_KINDS else "other"
+        DB_QUERY_DURATION.labels(service_name, kind).observe(time.perf_counter() - started)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context):
+        # A failed statement never reaches after_cursor_execute: forget when it started.
+        if context.connection is not None and context.connection.info.get(_STARTED):
+            context.connection.info[_STARTED].pop()

@@ -7,12 +7,15 @@ from nameko.exceptions import RemoteError
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.utils import find_free_port
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from crm_common_test_helpers import wait_for
 from crm_common.context import Context
 from crm_common.errors import NotFound, ValidationFailed
-from crm_common.metrics import Metrics
+from crm_common.db import make_engine
+from crm_common.metrics import Metrics, time_statements
 from crm_common.ops import OpsEndpoints
 
 
@@ -131,3 +134,24 @@ def test_http_workers_are_not_counted_as_rpc(measured, sample):
     name, base = measured
     assert requests.get(base + "/health", timeout=5).status_code == 200
     assert sample("crm_rpc_requests_total", service=name, method="health", outcome="success") == 0
+
+
+def test_database_statements_are_timed_by_kind_without_their_sql():
+    engine = make_engine("sqlite://")
+    time_statements(engine, "timed-service")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+        connection.execute(text("INSERT INTO notes (body) VALUES ('secret body')"))
+        connection.execute(text("SELECT body FROM notes")).all()
+        try:
+            connection.execute(text("SELECT nothing FROM nowhere"))
+        except Exception as error:  # noqa: BLE001 - the failure itself is what is tested
+            assert "nowhere" in str(error)
+        connection.execute(text("SELECT 1")).all()
+
+    def count(kind):
+        return REGISTRY.get_sample_value("crm_db_query_duration_seconds_count",
+                                         {"service": "timed-service", "statement": kind})
+
+    assert count("select") == 2 and count("insert") == 1 and count("other") == 1
+    assert "secret body" not in generate_latest(REGISTRY).decode()
