@@ -19,4 +19,14 @@ for svc in "${CRM_SERVICES[@]}"; do
     # curl prints 000 when nothing answers.
     health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health" 2>/dev/null || true)
     printf '%-14s %-8s %-8s %-6s %s\n' "$svc" "$pid" "$state" "$port" "${health:-000}"
+    # Extra instances started by `make scale`.
+    for pidfile in var/"$svc"-*.pid; do
+        [[ -e $pidfile ]] || continue
+        name=$(basename "$pidfile" .pid)
+        pid=$(<"$pidfile")
+        if live_service_pid "$pidfile" "$svc" >/dev/null; then state=alive; else state=dead; fi
+        port=$(instance_http_port "$svc" "${name##*-}")
+        health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health" 2>/dev/null || true)
+        printf '%-14s %-8s %-8s %-6s %s\n' "$name" "$pid" "$state" "$port" "${health:-000}"
+    done
 done

@@ -82,6 +82,53 @@ live_service_pid() {
     printf '%s' "$pid"
 }
 
+# Extra instances of a service (`make scale`) are named <service>-<k>, k >= 2,
+# with var/<service>-<k>.pid and .log; instance 1 is the one `make up` starts.
+instance_service() { printf '%s' "${1%-[0-9]*}"; }
+
+# The HTTP port of instance k of a service: its base port + 10 * (k - 1).
+instance_http_port() {
+    local base
+    base=$(service_http_port "$1")
+    printf '%s' $((base + 10 * (${2:-1} - 1)))
+}
+
+# stop_instances GRACE PIDFILE...: SIGTERM every live instance named by the pid
+# files (all at once, so they shut down in parallel), wait up to GRACE seconds
+# (nameko finishes the requests in hand and hands back the rest), SIGKILL what
+# still runs, and remove the pid files.
+stop_instances() {
+    local grace=$1 pidfile name pid deadline
+    shift
+    local -A stopping=()
+    for pidfile in "$@"; do
+        name=$(basename "$pidfile" .pid)
+        if pid=$(live_service_pid "$pidfile" "$(instance_service "$name")"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            stopping[$name]=$pid
+            log "$name: stopping (pid $pid)"
+        else
+            log "$name: not running (stale $pidfile)"
+        fi
+    done
+    _any_alive() {
+        for name in "${!stopping[@]}"; do pid_alive "${stopping[$name]}" && return 0; done
+        return 1
+    }
+    deadline=$((SECONDS + grace))
+    while _any_alive && ((SECONDS < deadline)); do sleep 0.2; done
+    for name in "${!stopping[@]}"; do
+        if pid_alive "${stopping[$name]}"; then
+            log "$name: still running after ${grace}s, SIGKILL"
+            kill -KILL "${stopping[$name]}" 2>/dev/null || true
+        fi
+    done
+    # SIGKILL is not instant either; ports are free only once the process is gone.
+    deadline=$((SECONDS + 5))
+    while _any_alive && ((SECONDS < deadline)); do sleep 0.2; done
+    rm -f "$@"
+}
+
 # wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND every 0.5 s until it
 # succeeds or the deadline passes (then return 1). Every wait in these scripts
 # goes through here so none of them can hang for ever.

@@ -10,6 +10,7 @@ from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from crm_common.metrics import exposition
+from crm_common.shutdown import shutdown_deadline
 
 
 class OpsEndpoints:
@@ -24,6 +25,10 @@ class OpsEndpoints:
     def ops_metrics(self, request):
         body, content_type = exposition()
         return Response(body, content_type=content_type)
+
+    @shutdown_deadline
+    def ops_shutdown_deadline(self):
+        """Never called: bounds how long SIGTERM waits for running workers (crm_common.shutdown)."""
 
     @rpc
     def ping(self):
