@@ -21,7 +21,7 @@ CRM_DB ?= sqlite
 export CRM_DB
 PIP_TOOLS_VERSION := 7.6.2
 
-.PHONY: help venv rabbitmq postgres databases promtool up down ps logs test bench clean loadtest-venv lock
+.PHONY: help venv rabbitmq postgres databases promtool up down scale ps logs test bench clean loadtest-venv lock kustomize
 
 help: ## list the targets
 	@echo "usage: make TARGET   (CRM_DB=postgres make up: run on PostgreSQL instead of SQLite)"
@@ -95,6 +95,11 @@ databases: postgres ## create the services' PostgreSQL databases if missing
 promtool: ## make sure promtool and prometheus are installed (the server is not started)
 	@scripts/ensure-promtool.sh
 
+# deploy/test_deploy.py renders deploy/k8s with `kubectl kustomize`; Debian 12's
+# kubernetes-client (kubectl 1.20) is enough, a newer kubectl or kustomize too.
+kustomize: ## make sure kubectl (or kustomize) can render deploy/k8s offline
+	@command -v kubectl >/dev/null || command -v kustomize >/dev/null || { source scripts/lib.sh; apt_install kubernetes-client; }
+
 # --- Running the CRM --------------------------------------------------------
 
 # When make started: crm-up.sh reports the wall time of the whole `make up`.
@@ -105,6 +110,9 @@ up: venv rabbitmq $(if $(filter postgres,$(CRM_DB)),databases) ## start all serv
 
 down: ## stop the services started by `make up`
 	@scripts/crm-down.sh
+
+scale: ## run N instances of one service next to `make up`'s (SERVICE=customers N=3; needs CRM_DB=postgres)
+	@scripts/crm-scale.sh "$(SERVICE)" "$(N)"
 
 ps: ## show each service's pid, state, port and /health
 	@scripts/crm-ps.sh
@@ -117,7 +125,7 @@ logs: ## show the last 50 lines of each service log (F=1 follows them)
 
 # --- Tests ------------------------------------------------------------------
 
-test: venv rabbitmq postgres promtool ## run every test suite (ARGS='-x -k name' go to each)
+test: venv rabbitmq postgres promtool kustomize ## run every test suite (ARGS='-x -k name' go to each)
 	@scripts/run-tests.sh $(ARGS)
 
 bench: venv rabbitmq postgres ## run the benchmarks (each starts its own system on PostgreSQL) and print their numbers

@@ -1,0 +1,378 @@
+"""The container and Kubernetes deployment, checked offline (no container
+engine or cluster here): `make test` runs this as its own suite
+(scripts/run-tests.sh), like deploy/prometheus/test_promtool.py.
+
+- deploy/docker/Dockerfile: one image recipe for the five services (locked
+  hashes, non-root, HEALTHCHECK, CRM_BIND_HOST=0.0.0.0), and its entrypoint's
+  health check against a real HTTP server;
+- deploy/compose.yaml: valid against the vendored Compose schema
+  (compose-spec.json, run from deploy/tools/.venv), every container has a
+  healthcheck, the CRM waits on healthy dependencies, environment from the
+  README's configuration table, ports at the README's defaults, and its
+  Prometheus config (compose/prometheus.yml) in step with deploy/prometheus;
+- deploy/k8s: each overlay renders (`kubectl kustomize`), every service has a
+  Deployment with probes, resources and a non-root securityContext, a Service
+  on its README port, an HPA on CPU and a PDB; images consistent everywhere.
+"""
+import http.server
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SERVICES = ("customers", "sales", "notifications", "reporting", "gateway")
+INFRA = ("rabbitmq", "postgres", "mailpit", "prometheus", "grafana")
+OVERLAYS = sorted(path.name for path in (HERE / "k8s" / "overlays").iterdir() if path.is_dir())
+SCHEMA_VENV_PYTHON = HERE / "tools" / ".venv" / "bin" / "python"
+
+
+def port_var(service):
+    return "CRM_GATEWAY_PORT" if service == "gateway" else f"CRM_{service.upper()}_HTTP_PORT"
+
+
+def readme_configuration():
+    """{variable: default} from the README's Configuration table; a row that
+    names several variables (`A`, `B`) with as many defaults gives each its own."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    variables = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z0-9_<>]+)`", cells[0])
+        defaults = re.findall(r"`([^`]*)`", cells[1])
+        for i, name in enumerate(names):
+            variables[name] = defaults[i] if len(defaults) == len(names) else None
+    for pattern in [name for name in variables if "<SERVICE>" in name]:
+        for service in SERVICES:
+            variables[pattern.replace("<SERVICE>", service.upper())] = variables[pattern]
+    return variables
+
+
+README_VARS = readme_configuration()
+README_PORTS = {service: int(README_VARS[port_var(service)]) for service in SERVICES}
+VERSIONS = {service: tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+            ["project"]["version"] for service in SERVICES}
+
+
+def load_compose():
+    return yaml.safe_load((HERE / "compose.yaml").read_text())
+
+
+COMPOSE = load_compose()
+
+
+# --- the image ---------------------------------------------------------------
+
+DOCKERFILE = (HERE / "docker" / "Dockerfile").read_text()
+
+
+def load_entrypoint():
+    spec = importlib.util.spec_from_file_location("crm_service_entrypoint", HERE / "docker" / "crm-service.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dockerfile_builds_from_the_lock_as_non_root():
+    assert re.search(r"^FROM python:3\.11-slim\b", DOCKERFILE, re.M)
+    assert "--require-hashes -r /tmp/requirements.lock" in DOCKERFILE
+    assert "COPY requirements.lock" in DOCKERFILE
+    users = re.findall(r"^USER (\S+)", DOCKERFILE, re.M)
+    assert users and not users[-1].startswith(("root", "0:", "0")), users
+    assert re.search(r"^HEALTHCHECK .*\n?.*CMD \[\"crm-service\", \"health\"\]", DOCKERFILE, re.M)
+    assert "CRM_BIND_HOST=0.0.0.0" in DOCKERFILE
+    assert "ARG SERVICE" in DOCKERFILE
+
+
+def test_dockerignore_sends_what_the_dockerfile_copies():
+    ignore = (HERE / "docker" / "Dockerfile.dockerignore").read_text()
+    for source in re.findall(r"^COPY (\S+) ", DOCKERFILE, re.M):
+        top = source.split("/${")[0].rstrip("/")
+        assert (ROOT / top).exists(), source
+        assert any(line.lstrip("!").rstrip("/") in (top, top.split("/")[0])
+                   for line in ignore.splitlines() if line.startswith("!")), source
+
+
+def test_entrypoint_knows_every_service_class_and_port():
+    entrypoint = load_entrypoint()
+    lib = (ROOT / "scripts" / "lib.sh").read_text()
+    for service in SERVICES:
+        assert f"[{service}]={entrypoint.CLASSES[service]}" in lib
+        assert entrypoint.PORTS[service] == (port_var(service), README_PORTS[service])
+        assert (ROOT / "services" / service / "config.yaml").exists()
+        assert port_var(service) in (ROOT / "services" / service / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("status,expected", [(200, 0), (503, 1)])
+def test_image_healthcheck_follows_the_services_health(monkeypatch, status, expected):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("CRM_SERVICE", "sales")
+        monkeypatch.setenv("CRM_SALES_HTTP_PORT", str(server.server_address[1]))
+        assert load_entrypoint().main(["health"]) == expected
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- compose -------------------------------------------------------------------
+
+def test_compose_is_valid_against_the_compose_schema(tmp_path):
+    assert SCHEMA_VENV_PYTHON.exists(), "deploy/tools/.venv missing: run deploy/tools/ensure-venv.sh (`make test` does)"
+    document = tmp_path / "compose.json"
+    document.write_text(json.dumps(COMPOSE))  # merge keys (<<) resolved, as compose does
+    result = subprocess.run([str(SCHEMA_VENV_PYTHON), str(HERE / "tools" / "validate_compose.py"),
+                             str(HERE / "compose-spec.json"), str(document)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Draft201909Validator: 0 errors" in result.stdout
+
+
+def test_the_schema_check_catches_a_broken_compose_file(tmp_path):
+    assert SCHEMA_VENV_PYTHON.exists(), "deploy/tools/.venv missing: run deploy/tools/ensure-venv.sh"
+    broken = load_compose()
+    broken["services"]["gateway"]["depends_on"]["customers"] = {"condition": "service_ready"}
+    broken["services"]["sales"]["helthcheck"] = {}
+    document = tmp_path / "compose.json"
+    document.write_text(json.dumps(broken))
+    result = subprocess.run([str(SCHEMA_VENV_PYTHON), str(HERE / "tools" / "validate_compose.py"),
+                             str(HERE / "compose-spec.json"), str(document)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "services/sales" in result.stdout and "helthcheck" in result.stdout
+    assert "services/gateway/depends_on" in result.stdout
+
+
+def test_compose_runs_the_whole_system():
+    assert set(COMPOSE["services"]) == set(SERVICES) | set(INFRA)
+
+
+@pytest.mark.parametrize("name", SERVICES + INFRA)
+def test_every_compose_service_has_a_healthcheck(name):
+    check = COMPOSE["services"][name].get("healthcheck")
+    assert check and check["test"] and not check.get("disable"), name
+    assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_crm_services_wait_for_healthy_dependencies(service):
+    depends = COMPOSE["services"][service]["depends_on"]
+    expected = {"rabbitmq", "postgres"} | ({*SERVICES} - {"gateway"} if service == "gateway" else set())
+    assert set(depends) == expected
+    assert {dep["condition"] for dep in depends.values()} == {"service_healthy"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_builds_and_tags_each_service_from_the_one_dockerfile(service):
+    spec = COMPOSE["services"][service]
+    assert spec["image"] == f"crm/{service}:{VERSIONS[service]}"
+    assert spec["build"]["args"]["SERVICE"] == service
+    assert (HERE / spec["build"]["context"] / spec["build"]["dockerfile"]).resolve() == HERE / "docker" / "Dockerfile"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_environment_is_the_readmes_configuration(service):
+    env = COMPOSE["services"][service]["environment"]
+    assert set(env) - set(README_VARS) == set(), "variables the README does not document"
+    assert env["CRM_BIND_HOST"] == "0.0.0.0"
+    assert env["CRM_DB"] == "postgres"
+    for other in SERVICES:
+        assert env[f"CRM_{other.upper()}_DB_URL"].endswith(f"@postgres:5432/crm_{other}")
+    assert "@rabbitmq:5672/" in env["AMQP_URI"]
+    # Ports at the README's defaults, where Prometheus and the healthcheck look.
+    assert int(env[port_var(service)]) == README_PORTS[service]
+    exposed = COMPOSE["services"][service].get("expose", []) + [
+        mapping.split(":")[-1] for mapping in COMPOSE["services"][service].get("ports", [])]
+    assert str(README_PORTS[service]) in exposed
+
+
+def test_postgres_init_creates_every_services_database():
+    script = (HERE / "postgres" / "init-databases.sh").read_text()
+    assert re.search(r"for service in " + " ".join(SERVICES) + r"; do", script)
+    mounts = COMPOSE["services"]["postgres"]["volumes"]
+    assert any(m.startswith("./postgres/init-databases.sh:/docker-entrypoint-initdb.d/") for m in mounts)
+    # kustomize reads no file outside its folder: the base holds a copy.
+    assert (HERE / "k8s" / "base" / "postgres" / "init-databases.sh").read_text() == script
+
+
+def test_rabbitmq_enables_management_and_prometheus():
+    plugins = (HERE / "rabbitmq" / "enabled_plugins").read_text()
+    assert re.fullmatch(r"\[rabbitmq_management,\s*rabbitmq_prometheus\]\.\s*", plugins)
+    assert "./rabbitmq/enabled_plugins:/etc/rabbitmq/enabled_plugins:ro" in COMPOSE["services"]["rabbitmq"]["volumes"]
+
+
+def test_compose_mounts_exist():
+    for name, spec in COMPOSE["services"].items():
+        for volume in spec.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (HERE / source).exists(), f"{name}: {volume}"
+            else:
+                assert source in COMPOSE["volumes"], f"{name}: {volume}"
+
+
+def test_compose_prometheus_is_the_local_config_with_compose_host_names():
+    """compose/prometheus.yml must stay deploy/prometheus/prometheus.yml with
+    127.0.0.1:<port> replaced by the compose service that listens there."""
+    local = yaml.safe_load((HERE / "prometheus" / "prometheus.yml").read_text())
+    compose = yaml.safe_load((HERE / "compose" / "prometheus.yml").read_text())
+    hosts = {f"127.0.0.1:{port}": f"{service}:{port}" for service, port in README_PORTS.items()}
+    hosts["127.0.0.1:15692"] = "rabbitmq:15692"
+    expected = json.loads(json.dumps(local))
+    for job in expected["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            static["targets"] = [hosts[target] for target in static["targets"]]
+    assert compose == expected, "deploy/compose/prometheus.yml is out of step with deploy/prometheus/prometheus.yml"
+    for job in compose["scrape_configs"]:
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                assert target.split(":")[0] in COMPOSE["services"], target
+
+
+def test_compose_prometheus_config_passes_promtool(tmp_path):
+    binary = shutil.which("promtool")
+    assert binary, "promtool not found: run scripts/ensure-promtool.sh (`make test` does)"
+    shutil.copy(HERE / "compose" / "prometheus.yml", tmp_path / "prometheus.yml")
+    shutil.copytree(HERE / "prometheus" / "rules", tmp_path / "rules")
+    result = subprocess.run([binary, "check", "config", "prometheus.yml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rule_files = len(list((HERE / "prometheus" / "rules").glob("*.yml")))
+    assert f"{rule_files} rule files found" in result.stdout + result.stderr
+
+
+def test_grafana_provisioning_points_at_compose_prometheus():
+    datasources = yaml.safe_load((HERE / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
+    mounts = COMPOSE["services"]["grafana"]["volumes"]
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+    provider = yaml.safe_load((HERE / "grafana" / "provisioning" / "dashboards" / "crm.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert f"./grafana/dashboards:{path}:ro" in mounts
+
+
+# --- Kubernetes ------------------------------------------------------------------
+
+def kustomize(directory):
+    if shutil.which("kubectl"):
+        command = ["kubectl", "kustomize", str(directory)]
+    elif shutil.which("kustomize"):
+        command = ["kustomize", "build", str(directory)]
+    else:
+        pytest.fail("neither kubectl nor kustomize is installed: nothing can render deploy/k8s")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{' '.join(command)}:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request):
+    docs = kustomize(HERE / "k8s" / "overlays" / request.param)
+    by_kind = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    return request.param, by_kind
+
+
+def test_there_are_dev_and_prod_overlays():
+    assert {"dev", "prod"} <= set(OVERLAYS)
+
+
+def test_every_service_has_deployment_service_hpa_and_pdb(rendered):
+    _, by_kind = rendered
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert set(SERVICES) <= set(by_kind.get(kind, {})), kind
+    for service in SERVICES:
+        labels = by_kind["Deployment"][service]["spec"]["template"]["metadata"]["labels"]
+        hpa = by_kind["HorizontalPodAutoscaler"][service]["spec"]
+        assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": service}
+        assert hpa["minReplicas"] >= 1 and hpa["maxReplicas"] > hpa["minReplicas"]
+        assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
+        pdb = by_kind["PodDisruptionBudget"][service]["spec"]
+        assert pdb["selector"]["matchLabels"].items() <= labels.items()
+        # A PDB that can never be satisfied blocks every node drain.
+        assert pdb.get("minAvailable", 0) < hpa["minReplicas"] or "maxUnavailable" in pdb
+        svc = by_kind["Service"][service]["spec"]
+        assert svc["selector"].items() <= labels.items()
+        assert [p["port"] for p in svc["ports"]] == [README_PORTS[service]]
+
+
+def test_every_deployment_has_probes_resources_and_runs_non_root(rendered):
+    _, by_kind = rendered
+    for service in SERVICES:
+        pod = by_kind["Deployment"][service]["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        (container,) = pod["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"http": README_PORTS[service]}
+        ready = "/ready" if service == "gateway" else "/health"
+        assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}, service
+        assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}, service
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][kind]), (service, kind)
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        env = {e["name"]: e for e in container["env"]}
+        assert env[port_var(service)]["value"] == str(README_PORTS[service])
+        assert "crm-rabbitmq:5672" in env["AMQP_URI"]["value"]
+
+
+def test_config_comes_from_a_configmap_and_a_secret(rendered):
+    overlay, by_kind = rendered
+    config_maps = by_kind["ConfigMap"]
+    for service in SERVICES:
+        (container,) = by_kind["Deployment"][service]["spec"]["template"]["spec"]["containers"]
+        sources = container["envFrom"]
+        (config_ref,) = [s["configMapRef"]["name"] for s in sources if "configMapRef" in s]
+        (secret_ref,) = [s["secretRef"]["name"] for s in sources if "secretRef" in s]
+        config = config_maps[config_ref]["data"]
+        assert config["CRM_BIND_HOST"] == "0.0.0.0"
+        assert set(config) - set(README_VARS) == set()
+        if overlay == "dev":
+            secret = by_kind["Secret"][secret_ref]["data"]
+            assert {f"CRM_{s.upper()}_DB_URL" for s in SERVICES} | {"CRM_JWT_SECRET"} <= set(secret)
+        else:
+            assert secret_ref == "crm-secrets"  # created out of band, never in the repository
+            assert "Secret" not in by_kind
+
+
+def test_broker_and_database_are_part_of_the_deployment(rendered):
+    _, by_kind = rendered
+    (cluster,) = by_kind["RabbitmqCluster"].values()
+    assert cluster["apiVersion"] == "rabbitmq.com/v1beta1" and cluster["metadata"]["name"] == "crm-rabbitmq"
+    assert {"rabbitmq_management", "rabbitmq_prometheus"} <= set(cluster["spec"]["rabbitmq"]["additionalPlugins"])
+    postgres = by_kind["StatefulSet"]["postgres"]["spec"]["template"]["spec"]
+    init = [v for v in postgres["volumes"] if v["name"] == "init"][0]["configMap"]["name"]
+    assert "init-databases.sh" in by_kind["ConfigMap"][init]["data"]
+
+
+def test_images_are_the_compose_images_at_one_tag(rendered):
+    overlay, by_kind = rendered
+    tags = set()
+    for service in SERVICES:
+        (container,) = by_kind["Deployment"][service]["spec"]["template"]["spec"]["containers"]
+        name, tag = container["image"].rsplit(":", 1)
+        compose_name = COMPOSE["services"][service]["image"].rsplit(":", 1)[0]
+        assert name == compose_name or name.endswith("/" + compose_name), container["image"]
+        tags.add(tag)
+    assert tags == {VERSIONS["gateway"]}, f"{overlay}: every service at the release's version"
