@@ -76,10 +76,11 @@ loadtests/.venv/.installed: loadtests/requirements.lock | loadtests/.venv/bin/py
 PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null .venv-tools/bin/pip-compile \
 	--quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-lock: ## regenerate requirements.lock and loadtests/requirements.lock from the .in files
+lock: ## regenerate requirements.lock, loadtests/ and deploy/tools/ requirements.lock from the .in files
 	@[[ -x .venv-tools/bin/pip-compile ]] || { $(PYTHON) -m venv .venv-tools && .venv-tools/bin/pip install --quiet pip-tools==$(PIP_TOOLS_VERSION); }
 	$(PIP_COMPILE) --output-file requirements.lock requirements.in
 	$(PIP_COMPILE) --output-file loadtests/requirements.lock loadtests/requirements.in
+	cd deploy/tools && $(PIP_COMPILE:.venv-tools/%=../../.venv-tools/%) --output-file requirements.lock requirements.in
 
 # --- Servers ----------------------------------------------------------------
 

@@ -10,9 +10,15 @@ engine or cluster here): `make test` runs this as its own suite
   healthcheck, the CRM waits on healthy dependencies, environment from the
   README's configuration table, ports at the README's defaults, and its
   Prometheus config (compose/prometheus.yml) in step with deploy/prometheus;
-- deploy/k8s: each overlay renders (`kubectl kustomize`), every service has a
+- deploy/k8s: each overlay renders (`kubectl kustomize`), every object of it
+  is valid against the Kubernetes JSON schemas of K8S_VERSION
+  (kubernetes-validate, strict, run from deploy/tools/.venv); the custom
+  resources (RabbitmqCluster, CloudNativePG Cluster), for which no schema is
+  bundled, are checked here field by field instead. Every service has a
   Deployment with probes, resources and a non-root securityContext, a Service
-  on its README port, an HPA on CPU and a PDB; images consistent everywhere.
+  on its README port, an HPA on CPU and a PDB, and reads its database URL from
+  the Secret of its own CloudNativePG Cluster; RabbitMQ makes the durable
+  shared queues quorum queues; images consistent everywhere.
 """
 import http.server
 import importlib.util
@@ -33,6 +39,11 @@ SERVICES = ("customers", "sales", "notifications", "reporting", "gateway")
 INFRA = ("rabbitmq", "postgres", "mailpit", "prometheus", "grafana")
 OVERLAYS = sorted(path.name for path in (HERE / "k8s" / "overlays").iterdir() if path.is_dir())
 SCHEMA_VENV_PYTHON = HERE / "tools" / ".venv" / "bin" / "python"
+# The Kubernetes version the manifests are validated for (a schema set bundled
+# in kubernetes-validate; raise it with the clusters, see deploy/tools).
+K8S_VERSION = "1.30.0"
+# Custom resources: kubernetes-validate has no schema for them (checked below).
+CUSTOM_API_VERSIONS = ("rabbitmq.com/v1beta1", "postgresql.cnpg.io/v1")
 
 
 def port_var(service):
@@ -211,8 +222,6 @@ def test_postgres_init_creates_every_services_database():
     assert re.search(r"for service in " + " ".join(SERVICES) + r"; do", script)
     mounts = COMPOSE["services"]["postgres"]["volumes"]
     assert any(m.startswith("./postgres/init-databases.sh:/docker-entrypoint-initdb.d/") for m in mounts)
-    # kustomize reads no file outside its folder: the base holds a copy.
-    assert (HERE / "k8s" / "base" / "postgres" / "init-databases.sh").read_text() == script
 
 
 def test_rabbitmq_enables_management_and_prometheus():
@@ -350,20 +359,113 @@ def test_config_comes_from_a_configmap_and_a_secret(rendered):
         assert set(config) - set(README_VARS) == set()
         if overlay == "dev":
             secret = by_kind["Secret"][secret_ref]["data"]
-            assert {f"CRM_{s.upper()}_DB_URL" for s in SERVICES} | {"CRM_JWT_SECRET"} <= set(secret)
+            # Database credentials come from CloudNativePG, never from crm-secrets.
+            assert set(secret) == {"CRM_JWT_SECRET", "CRM_ADMIN_PASSWORD"}
         else:
             assert secret_ref == "crm-secrets"  # created out of band, never in the repository
             assert "Secret" not in by_kind
 
 
 def test_broker_and_database_are_part_of_the_deployment(rendered):
-    _, by_kind = rendered
+    overlay, by_kind = rendered
     (cluster,) = by_kind["RabbitmqCluster"].values()
     assert cluster["apiVersion"] == "rabbitmq.com/v1beta1" and cluster["metadata"]["name"] == "crm-rabbitmq"
     assert {"rabbitmq_management", "rabbitmq_prometheus"} <= set(cluster["spec"]["rabbitmq"]["additionalPlugins"])
-    postgres = by_kind["StatefulSet"]["postgres"]["spec"]["template"]["spec"]
-    init = [v for v in postgres["volumes"] if v["name"] == "init"][0]["configMap"]["name"]
-    assert "init-databases.sh" in by_kind["ConfigMap"][init]["data"]
+    # No home-made database server any more: CloudNativePG runs PostgreSQL.
+    assert "StatefulSet" not in by_kind
+    assert set(by_kind["Cluster"]) == {f"crm-{service}-db" for service in SERVICES}
+
+
+def test_rabbitmq_makes_the_shared_queues_quorum_queues(rendered):
+    """nameko declares its queues without a type: the broker-wide default
+    decides, and it needs RabbitMQ 3.13+ (see base/rabbitmq.yaml)."""
+    overlay, by_kind = rendered
+    spec = by_kind["RabbitmqCluster"]["crm-rabbitmq"]["spec"]
+    config = dict(line.split("=", 1) for line in spec["rabbitmq"]["additionalConfig"].splitlines() if "=" in line)
+    assert {key.strip(): value.strip() for key, value in config.items()}["default_queue_type"] == "quorum"
+    version = re.fullmatch(r"rabbitmq:(\d+)\.(\d+)(?:\.\d+)?(?:-management)?", spec["image"])
+    assert version and tuple(map(int, version.groups())) >= (3, 13), spec["image"]
+    # A quorum queue needs a majority of its nodes: an odd count, 3 or more in prod.
+    assert spec["replicas"] % 2 == 1
+    assert spec["replicas"] >= (3 if overlay == "prod" else 1)
+
+
+def test_rabbitmq_cluster_has_the_operators_required_fields(rendered):
+    """No schema is bundled for the operator's CRD: the fields it needs, by hand."""
+    _, by_kind = rendered
+    for cluster in by_kind["RabbitmqCluster"].values():
+        spec = cluster["spec"]
+        assert isinstance(spec["replicas"], int) and spec["replicas"] >= 1
+        assert set(spec) <= {"replicas", "image", "rabbitmq", "resources", "persistence", "service",
+                             "override", "tls", "affinity", "tolerations", "terminationGracePeriodSeconds"}, spec
+        assert set(spec["rabbitmq"]) <= {"additionalPlugins", "additionalConfig", "advancedConfig", "envConfig"}
+        assert isinstance(spec["rabbitmq"]["additionalConfig"], str)
+        assert re.fullmatch(r"\d+(Gi|Mi)", spec["persistence"]["storage"])
+
+
+def test_every_service_database_is_a_cloudnativepg_cluster(rendered):
+    """No schema is bundled for CloudNativePG's CRD: its required fields and the
+    ones our wiring depends on, by hand."""
+    overlay, by_kind = rendered
+    for service in SERVICES:
+        cluster = by_kind["Cluster"][f"crm-{service}-db"]
+        assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+        spec = cluster["spec"]
+        assert isinstance(spec["instances"], int) and spec["instances"] >= (3 if overlay == "prod" else 1)
+        assert re.fullmatch(r"\d+(Gi|Mi)", spec["storage"]["size"])
+        assert re.fullmatch(r"ghcr\.io/cloudnative-pg/postgresql:\d+(\.\d+)?", spec["imageName"])
+        # The database and its owner, as on a laptop: the app Secret's uri names them.
+        assert spec["bootstrap"] == {"initdb": {"database": f"crm_{service}", "owner": f"crm_{service}"}}
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(spec["resources"][kind])
+
+
+def test_every_service_reads_its_database_url_from_its_own_cluster(rendered):
+    _, by_kind = rendered
+    for service in SERVICES:
+        (container,) = by_kind["Deployment"][service]["spec"]["template"]["spec"]["containers"]
+        urls = {e["name"]: e for e in container["env"] if e["name"].endswith("_DB_URL")}
+        # CloudNativePG's generated Secret <cluster>-app, key uri (postgresql://...).
+        assert urls == {f"CRM_{service.upper()}_DB_URL": {
+            "name": f"CRM_{service.upper()}_DB_URL",
+            "valueFrom": {"secretKeyRef": {"name": f"crm-{service}-db-app", "key": "uri"}}}}, service
+
+
+def validate_k8s(objects, tmp_path):
+    assert SCHEMA_VENV_PYTHON.exists(), "deploy/tools/.venv missing: run deploy/tools/ensure-venv.sh (`make test` does)"
+    document = tmp_path / "objects.json"
+    document.write_text(json.dumps(objects))
+    return subprocess.run([str(SCHEMA_VENV_PYTHON), str(HERE / "tools" / "validate_k8s.py"), K8S_VERSION,
+                           str(document), *CUSTOM_API_VERSIONS], capture_output=True, text=True, timeout=300)
+
+
+def test_every_manifest_is_valid_against_the_kubernetes_schemas(rendered, tmp_path):
+    overlay, by_kind = rendered
+    objects = [obj for kind in by_kind.values() for obj in kind.values()]
+    result = validate_k8s(objects, tmp_path)
+    assert result.returncode == 0, f"{overlay}:\n{result.stdout}{result.stderr}"
+    custom = sum(len(by_kind.get(kind, {})) for kind in ("RabbitmqCluster", "Cluster"))
+    assert f"kubernetes {K8S_VERSION}: {len(objects) - custom} valid, {custom} custom resources skipped, 0 errors" \
+        in result.stdout, result.stdout
+
+
+def test_the_kubernetes_schema_check_catches_broken_manifests(rendered, tmp_path):
+    _, by_kind = rendered
+    deployment = json.loads(json.dumps(by_kind["Deployment"]["customers"]))
+    deployment["spec"]["replicas"] = "two"
+    # strict: a misspelt field is an error, not silently dropped by the API server.
+    service = json.loads(json.dumps(by_kind["Service"]["sales"]))
+    (port,) = service["spec"]["ports"]
+    port["targetPrt"] = port.pop("targetPort")
+    hpa = json.loads(json.dumps(by_kind["HorizontalPodAutoscaler"]["sales"]))
+    hpa["apiVersion"] = "autoscaling/v2beta9"
+    result = validate_k8s([deployment, service, hpa, by_kind["RabbitmqCluster"]["crm-rabbitmq"],
+                           by_kind["PodDisruptionBudget"]["gateway"]], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Deployment/customers: spec/replicas: 'two' is not of type 'integer'" in result.stdout
+    assert "Service/sales: spec/ports/0: " in result.stdout and "targetPrt" in result.stdout
+    assert "HorizontalPodAutoscaler/sales: no schema for autoscaling/v2beta9" in result.stdout
+    assert "1 valid, 1 custom resources skipped, 3 errors" in result.stdout
 
 
 def test_images_are_the_compose_images_at_one_tag(rendered):

@@ -80,9 +80,10 @@ if [[ -d deploy/prometheus ]]; then
     run_suite "deploy/prometheus" "${NAMEKO_TEST[@]}" deploy/prometheus "$@"
 fi
 # Dockerfile, compose.yaml and the Kubernetes manifests, validated offline
-# (jsonschema for the Compose schema lives in its own deploy/tools/.venv).
+# (jsonschema for the Compose schema and kubernetes-validate for the Kubernetes
+# schemas live in their own deploy/tools/.venv).
 if [[ -f deploy/test_deploy.py ]]; then
-    deploy/tools/ensure-venv.sh || log "warning: deploy/tools/.venv not made; the Compose schema test will fail"
+    deploy/tools/ensure-venv.sh || log "warning: deploy/tools/.venv not made; the Compose and Kubernetes schema tests will fail"
     run_suite "deploy/test_deploy.py" "${NAMEKO_TEST[@]}" deploy/test_deploy.py "$@"
 fi
 # Cross-service and end-to-end tests.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make deploy/tools/.venv: jsonschema for deploy/test_deploy.py's Compose
-# schema check, from its own hash-locked requirements.lock (regenerate with
-# the same pip-compile flags as `make lock`). Never the project's .venv.
+# schema check and kubernetes-validate for its Kubernetes schema check, from
+# its own hash-locked requirements.lock (`make lock` regenerates it). Never
+# the project's .venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3.11}

@@ -152,3 +152,15 @@ def test_database_migration_at_start_can_be_turned_off(
     container_factory(MigratedService, dict(rabbit_config, DB_URL=url)).start()
     with ServiceRpcProxy("migrated", rabbit_config, timeout=10) as service:
         assert service.tables() == []
+
+
+def test_a_plain_postgresql_url_runs_on_psycopg2():
+    """On Kubernetes a service's URL is CloudNativePG's generated `uri`
+    (postgresql://user:password@<cluster>-rw.<namespace>:5432/db), used as is
+    (deploy/k8s/base/postgres.yaml): SQLAlchemy must pick the locked driver."""
+    engine = make_engine("postgresql://crm_sales:secret@crm-sales-db-rw.crm:5432/crm_sales")
+    try:
+        assert engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2"
+        assert engine.url.database == "crm_sales"
+    finally:
+        engine.dispose()
