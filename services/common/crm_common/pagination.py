@@ -31,6 +31,18 @@ def check_limit(limit):
     return limit
 
 
+def parse_sort(sort, sortable, default="-created_at"):
+    """(field name, descending) of a ``sort`` parameter ("name", "-created_at"), or ValidationFailed
+    naming ``sort`` when the field is not one of ``sortable``."""
+    sort = sort or default
+    descending = sort.startswith("-")
+    name = sort[1:] if sort[:1] in "-+" else sort
+    if name not in sortable:
+        raise ValidationFailed("sort is not valid", {"sort": [
+            f"Sort by one of: {', '.join(sortable)} (prefix - for descending)."]})
+    return name, descending
+
+
 def encode_cursor(sort_value, row_id):
     # Typed values keep their type through the cursor: the next page compares
     # them with the column as what they are (a date, an exact amount), not as text.

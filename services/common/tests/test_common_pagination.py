@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.errors import ValidationFailed
 from crm_common.pagination import (
-    DEFAULT_LIMIT, MAX_LIMIT, check_limit, decode_cursor, encode_cursor, keyset_page,
+    DEFAULT_LIMIT, MAX_LIMIT, check_limit, decode_cursor, encode_cursor, keyset_page, parse_sort,
 )
 from crm_common.testing import memory_session
 from crm_common.types import UtcDateTime
@@ -149,3 +149,17 @@ def test_keyset_page_refuses_a_bad_limit(session, limit):
     with pytest.raises(ValidationFailed) as raised:
         keyset_page(session, select(Item), Item.rank, Item.id, False, limit)
     assert list(raised.value.errors) == ["limit"]
+
+
+@pytest.mark.parametrize("sort, expected", [
+    (None, ("created_at", True)), ("name", ("name", False)), ("-name", ("name", True)), ("+name", ("name", False)),
+])
+def test_a_sort_parameter_names_a_field_and_a_direction(sort, expected):
+    assert parse_sort(sort, ("name", "created_at")) == expected
+
+
+@pytest.mark.parametrize("sort", ["salary", "--name", "-+name", "name-"])
+def test_an_unknown_sort_names_the_parameter_and_the_choices(sort):
+    with pytest.raises(ValidationFailed) as caught:
+        parse_sort(sort, ("name", "created_at"))
+    assert caught.value.errors == {"sort": ["Sort by one of: name, created_at (prefix - for descending)."]}

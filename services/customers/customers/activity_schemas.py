@@ -3,8 +3,10 @@ from datetime import timedelta, timezone
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from crm_common.validation import PatchSchema
+from crm_common.errors import ValidationFailed
+from crm_common.pagination import parse_sort
 from crm_common.types import utcnow
+from crm_common.validation import PatchSchema
 
 from customers import schemas as customer_schemas
 
@@ -120,9 +122,11 @@ class DueFollowupsQuery(customer_schemas.Strict):
 
 def sort_errors(sort):
     """Messages for a sort that customer lists would refuse (empty when it is fine)."""
-    if sort.lstrip("-") in customer_schemas.SORTABLE and sort.count("-") <= 1:
-        return []
-    return [f"Sort by one of: {', '.join(customer_schemas.SORTABLE)} (prefix - for descending)."]
+    try:
+        parse_sort(sort, customer_schemas.SORTABLE)
+    except ValidationFailed as error:
+        return error.errors["sort"]
+    return []
 
 
 class ViewCreate(customer_schemas.Strict):

@@ -9,7 +9,7 @@ from crm_common.context import RequestContext
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_event
-from crm_common.pagination import check_limit, keyset_page
+from crm_common.pagination import check_limit, keyset_page, parse_sort
 from crm_common.permissions import visibility
 from crm_common.types import utcnow
 from crm_common.validation import load
@@ -122,12 +122,7 @@ class CustomerBook:
 
     @staticmethod
     def _sort(sort):
-        sort = sort or "-created_at"
-        descending = sort.startswith("-")
-        name = sort.lstrip("-+")
-        if name not in SORTABLE:
-            raise ValidationFailed("sort is not valid",
-                                   {"sort": [f"Sort by one of: {', '.join(SORTABLE)} (prefix - for descending)."]})
+        name, descending = parse_sort(sort, SORTABLE)
         if name == "tier":
             return func.coalesce(Customer.tier, NO_TIER), descending, lambda row: row.tier or NO_TIER
         return getattr(Customer, name), descending, None

@@ -13,7 +13,7 @@ from crm_common.context import RequestContext
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from crm_common.metrics import count_after_commit
 from crm_common.outbox import record_event
-from crm_common.pagination import check_limit, keyset_page
+from crm_common.pagination import check_limit, keyset_page, parse_sort
 from crm_common.permissions import visibility
 from crm_common.types import utcnow
 from crm_common.validation import load
@@ -451,12 +451,7 @@ class Opportunities:
 
     @staticmethod
     def _sort(sort):
-        sort = sort or "-created_at"
-        descending = sort.startswith("-")
-        name = sort.lstrip("-+")
-        if name not in OPPORTUNITY_SORTABLE:
-            raise ValidationFailed("sort is not valid", {"sort": [
-                f"Sort by one of: {', '.join(OPPORTUNITY_SORTABLE)} (prefix - for descending)."]})
+        name, descending = parse_sort(sort, OPPORTUNITY_SORTABLE)
         if name == "expected_close_date":
             return (func.coalesce(Opportunity.expected_close_date, NO_CLOSE_DATE), descending,
                     lambda row: row.expected_close_date or NO_CLOSE_DATE)
