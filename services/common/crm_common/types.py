@@ -2,7 +2,7 @@
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.types import TypeDecorator
 
 
@@ -47,3 +47,8 @@ def JsonDocument():
     from sqlalchemy import JSON
     from sqlalchemy.dialects.postgresql import JSONB
     return JSON().with_variant(JSONB(), "postgresql")
+
+
+def Money():
+    """Money is NUMERIC(18,2) with a currency code beside it, never float."""
+    return Numeric(18, 2)

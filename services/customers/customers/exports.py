@@ -18,7 +18,7 @@ from sqlalchemy import select
 from crm_common.types import utcnow
 from crm_common.validation import load
 
-from customers import tabular
+from crm_common import tabular
 from customers.domain import CustomerBook
 from customers.import_schemas import CUSTOM_PREFIX, IMPORTABLE_FIELDS, LIST_FIELDS, ExportOptions
 from customers.models import Customer, CustomFieldDefinition

@@ -41,7 +41,7 @@ from crm_common.outbox import record_events
 from crm_common.types import new_id, utcnow
 from crm_common.validation import load
 
-from customers import tabular
+from crm_common import tabular
 from customers.domain import PRODUCER, CustomerBook, diff, to_dict
 from customers.import_schemas import CUSTOM_PREFIX, LIST_FIELDS, ImportJobOut, ImportOptions, is_importable
 from customers.custom_fields import CustomFieldCatalogue

@@ -14,7 +14,8 @@ from crm_common.errors import Forbidden, NotFound, ValidationFailed
 from crm_common.outbox import outbox_table
 from crm_common.types import utcnow
 
-from customers import imports, tabular
+from crm_common import tabular
+from customers import imports
 from customers.domain import CustomerBook
 from customers.exports import CustomerExport
 from customers.custom_fields import CustomFieldCatalogue

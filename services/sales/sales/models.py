@@ -5,7 +5,7 @@ from decimal import Decimal
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from crm_common.types import UtcDateTime, Uuid, new_id, utcnow
+from crm_common.types import Money, UtcDateTime, Uuid, new_id, utcnow
 
 
 class Base(DeclarativeBase):
@@ -27,11 +27,6 @@ class CustomerReplica(Base):
     owner_team_id: Mapped[str | None] = mapped_column(String(64))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(Integer)
-
-
-# Money is NUMERIC(18,2) with a currency code beside it, never float.
-def Money():
-    return Numeric(18, 2)
 
 
 def Percent():

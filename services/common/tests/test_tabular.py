@@ -8,7 +8,7 @@ from openpyxl import Workbook, load_workbook
 
 from crm_common.errors import ValidationFailed
 
-from customers import tabular
+from crm_common import tabular
 
 CHINESE_CSV = "姓名,电话,标签\n张三,13800138000,重要客户\n李四,+86 139 0013 9000,华东\n"
 
