@@ -6,7 +6,7 @@ The HTTP port comes from the service's WEB_SERVER_ADDRESS config.
 import json
 
 from crm_common.entrypoints import rpc
-from nameko.web.handlers import http
+from crm_common.web import http
 from werkzeug.wrappers import Response
 
 from crm_common.metrics import exposition

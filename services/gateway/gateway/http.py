@@ -32,7 +32,6 @@ from functools import cached_property, partial
 from eventlet.event import Event
 from nameko.exceptions import ContainerBeingKilled, UnknownService
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
-from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
@@ -48,6 +47,7 @@ from crm_common.errors import (
 from crm_common.logs import bind_request_id
 from crm_common.metrics import HTTP_DURATION, HTTP_REQUESTS
 from crm_common.pagination import check_limit
+from crm_common.web import HttpEndpoint
 
 from gateway import i18n
 from gateway.dependencies import SigningKeys
@@ -125,7 +125,7 @@ class Reply:
     headers: dict = field(default_factory=dict)
 
 
-class ApiEndpoint(HttpRequestHandler):
+class ApiEndpoint(HttpEndpoint):
     keys = SigningKeys()
 
     def __init__(self, method, url, *, summary="", description="", tags=(), body=None, response=None,
