@@ -16,18 +16,22 @@ from crm_common.errors import ValidationFailed
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# Pages a service hands another service to copy everything it has (reporting's rebuild): no user
+# waits on them and fewer round trips matter more than small responses.
+FEED_DEFAULT_LIMIT = 500
+FEED_MAX_LIMIT = 1000
 
 
-def check_limit(limit):
+def check_limit(limit, default=DEFAULT_LIMIT, maximum=MAX_LIMIT):
     if limit is None:
-        return DEFAULT_LIMIT
+        return default
     try:
         limit = int(limit)
     except (TypeError, ValueError):
         limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
+    if not 1 <= limit <= maximum:
         raise ValidationFailed("limit is out of range",
-                               {"limit": [f"Must be between 1 and {MAX_LIMIT}."]})
+                               {"limit": [f"Must be between 1 and {maximum}."]})
     return limit
 
 
@@ -81,13 +85,14 @@ def _typed_value(tagged):
     return value
 
 
-def keyset_page(session, statement, sort_column, id_column, descending, limit, cursor=None, sort_value=None):
+def keyset_page(session, statement, sort_column, id_column, descending, limit, cursor=None, sort_value=None,
+                max_limit=MAX_LIMIT):
     """Run ``statement`` one page at a time: returns (rows, next_cursor or None).
 
     ``sort_column`` may be an expression (e.g. a COALESCE that puts empty
     values last); then ``sort_value(row)`` computes its value for the cursor.
     """
-    limit = check_limit(limit)
+    limit = check_limit(limit, maximum=max_limit)
     if cursor:
         value, last_id = decode_cursor(cursor)
         if descending:
@@ -107,3 +112,11 @@ def keyset_page(session, statement, sort_column, id_column, descending, limit, c
         value = sort_value(last) if sort_value else getattr(last, sort_column.key)
         next_cursor = encode_cursor(value, getattr(last, id_column.key))
     return rows, next_cursor
+
+
+def feed_page(session, statement, id_column, limit=None, cursor=None):
+    """A page of a feed another service copies everything from: ordered by ``id_column`` alone
+    (stable while rows change, so a walk sees every row once), FEED_DEFAULT_LIMIT rows unless
+    ``limit`` says otherwise (at most FEED_MAX_LIMIT)."""
+    limit = check_limit(limit, default=FEED_DEFAULT_LIMIT, maximum=FEED_MAX_LIMIT)
+    return keyset_page(session, statement, id_column, id_column, False, limit, cursor, max_limit=FEED_MAX_LIMIT)

@@ -21,6 +21,11 @@ from crm_common.errors import ValidationFailed
 
 CSV, XLSX = "csv", "xlsx"
 FORMATS = (CSV, XLSX)
+# What a written file is served as (the charset because the CSV is UTF-8 with a BOM).
+CONTENT_TYPES = {
+    CSV: "text/csv; charset=utf-8",
+    XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 CSV_DELIMITERS = (",", ";", "\t")
 # A cell starting with one of these is a formula to Excel, LibreOffice and
 # Google Sheets (CSV/formula injection): a customer named "=HYPERLINK(...)"

@@ -10,7 +10,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.errors import ValidationFailed
 from crm_common.pagination import (
-    DEFAULT_LIMIT, MAX_LIMIT, check_limit, decode_cursor, encode_cursor, keyset_page, parse_sort,
+    DEFAULT_LIMIT, FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT, MAX_LIMIT, check_limit, decode_cursor, encode_cursor,
+    feed_page, keyset_page, parse_sort,
 )
 from crm_common.testing import memory_session
 from crm_common.types import UtcDateTime
@@ -163,3 +164,16 @@ def test_an_unknown_sort_names_the_parameter_and_the_choices(sort):
     with pytest.raises(ValidationFailed) as caught:
         parse_sort(sort, ("name", "created_at"))
     assert caught.value.errors == {"sort": ["Sort by one of: name, created_at (prefix - for descending)."]}
+
+
+def test_feed_pages_go_by_id_500_by_default_and_up_to_1000(session):
+    rows, cursor = feed_page(session, select(Item), Item.id)
+    assert [row.id for row in rows] == sorted(f"id-{n:02d}" for n in range(23)) and cursor is None
+    first, cursor = feed_page(session, select(Item), Item.id, 20)
+    rest, last = feed_page(session, select(Item), Item.id, FEED_MAX_LIMIT, cursor)
+    assert len(first) == 20 and len(rest) == 3 and last is None
+    assert {row.id for row in first} | {row.id for row in rest} == {row.id for row in rows}
+    with pytest.raises(ValidationFailed) as raised:
+        feed_page(session, select(Item), Item.id, FEED_MAX_LIMIT + 1)
+    assert list(raised.value.errors) == ["limit"]
+    assert check_limit(None, default=FEED_DEFAULT_LIMIT, maximum=FEED_MAX_LIMIT) == 500

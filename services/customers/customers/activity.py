@@ -42,6 +42,26 @@ def end_of_today():
     return datetime.combine(utcnow().date(), time.max, tzinfo=timezone.utc)
 
 
+def followup_event_data(followup, customer_name, closed_followup_ids):
+    """A follow-up as followup.logged and reporting's rebuild pages carry it. The owner is the
+    customer's owner when it was logged (copied onto the row then)."""
+    logged = followup_out.dump(followup)
+    return {
+        "id": followup.id,
+        "customer_id": followup.customer_id,
+        "customer_name": customer_name,
+        "owner_id": followup.owner_id,
+        "owner_team_id": followup.owner_team_id,
+        "type": followup.type,
+        "occurred_at": logged["occurred_at"],
+        "summary": followup.summary,
+        "outcome": followup.outcome,
+        "next_followup_at": logged["next_followup_at"],
+        "closed_followup_ids": closed_followup_ids,
+        "logged_by": followup.created_by,
+    }
+
+
 class ThroughCustomer:
     """Records reached through their customer: CustomerBook decides who may see and change them."""
 
@@ -193,20 +213,8 @@ class Followups(ThroughCustomer):
             "next_followup_at": {"old": previous_next.isoformat() if previous_next else None,
                                  "new": logged["next_followup_at"]},
         })
-        record_event(self.session, PRODUCER, "followup.logged", {
-            "id": followup.id,
-            "customer_id": customer.id,
-            "customer_name": customer.name,
-            "owner_id": customer.owner_id,
-            "owner_team_id": customer.owner_team_id,
-            "type": followup.type,
-            "occurred_at": logged["occurred_at"],
-            "summary": followup.summary,
-            "outcome": followup.outcome,
-            "next_followup_at": logged["next_followup_at"],
-            "closed_followup_ids": closed_ids,
-            "logged_by": self.context.user_id,
-        }, self.context)
+        record_event(self.session, PRODUCER, "followup.logged",
+                     followup_event_data(followup, customer.name, closed_ids), self.context)
         return logged
 
     def list(self, customer_id, limit=None, cursor=None):

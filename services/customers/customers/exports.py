@@ -25,10 +25,6 @@ from customers.models import Customer, CustomFieldDefinition
 
 BATCH_ROWS = 1000
 LIST_JOINER = ", "
-CONTENT_TYPES = {
-    tabular.CSV: "text/csv; charset=utf-8",
-    tabular.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
 
 
 def field_value(customer, field):
@@ -79,7 +75,7 @@ class CustomerExport:
         content = tabular.write_table(options["format"], header, rows())
         return {
             "filename": f"customers-{utcnow():%Y%m%d}.{options['format']}",
-            "content_type": CONTENT_TYPES[options["format"]],
+            "content_type": tabular.CONTENT_TYPES[options["format"]],
             "content": base64.b64encode(content).decode("ascii"),
             "rows": count,
         }

@@ -15,6 +15,7 @@ from customers.custom_fields import CustomFieldCatalogue
 from customers.domain import CustomerBook, to_dict
 from customers import import_runner, imports
 from customers.exports import CustomerExport
+from customers.reporting_feed import CustomerFeed
 
 # How often an idle instance looks for queued import jobs.
 IMPORT_POLL_SECONDS = 1.0
@@ -136,6 +137,16 @@ class CustomersService(OpsEndpoints):
     @rpc
     def delete_view(self, view_id):
         SavedViews(self.db, self.context).delete(view_id)
+
+    # --- reporting's rebuild and consistency check (customers.reporting_feed) ---
+
+    @rpc
+    def reporting_page(self, kind, cursor=None, limit=None):
+        return CustomerFeed(self.db, self.context).page(kind, cursor, limit)
+
+    @rpc
+    def reporting_totals(self):
+        return CustomerFeed(self.db, self.context).totals()
 
     # --- imports and exports (customers.imports, customers.exports) ---------
 

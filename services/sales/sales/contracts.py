@@ -143,6 +143,8 @@ class Contracts(SalesRecords):
         self.session.add(contract)
         self.session.flush()
         self._record_change(contract, None, "draft", None, now)
+        # Drafts are events too: reporting counts contracts by status, drafts included.
+        record_event(self.session, PRODUCER, "contract.created", event_data(contract), self.context)
         return to_dict(contract)
 
     def update(self, contract_id, changes, expected_version=None):
@@ -171,6 +173,9 @@ class Contracts(SalesRecords):
             setattr(contract, field, value)
         contract.updated_at = utcnow()
         flush_versioned(self.session, f"Contract {contract_id}")
+        # A draft's value, dates or customer change what reporting shows: say so.
+        record_event(self.session, PRODUCER, "contract.updated",
+                     event_data(contract, changes=sorted(changes)), self.context)
         return to_dict(contract)
 
     def _check_order(self, order_id, customer_id):

@@ -171,7 +171,10 @@ def wire_money(amount):
 
 
 def event_data(document, **extra):
-    """What every sales document event carries: reporting (issue 6) aggregates from these."""
+    """What every sales document event carries: reporting (issue 6) aggregates from these.
+
+    ``version`` is the document's version after the change the event reports (callers flush first),
+    so a consumer can drop an older snapshot arriving after a newer one."""
     return {
         "id": document.id,
         "customer_id": document.customer_id,
@@ -185,6 +188,7 @@ def event_data(document, **extra):
         "tax_total": wire_money(document.tax_total),
         "total": wire_money(document.total),
         "created_at": document.created_at.isoformat(),
+        "version": document.version,
         **extra,
     }
 

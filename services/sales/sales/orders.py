@@ -42,6 +42,15 @@ def to_dict(order):
             "payment_status": payment_status(order.total, order.paid_amount)}
 
 
+def order_data(order, **extra):
+    """The whole order as every order event and reporting's rebuild pages carry it, plus the event's
+    ``extra`` fields: a consumer that missed an event is put right by the next one."""
+    return {**event_data(order, paid_amount=wire_money(order.paid_amount),
+                         confirmed_at=order.confirmed_at.isoformat() if order.confirmed_at else None,
+                         lines=lines_data(order.lines)),
+            **extra}
+
+
 class Orders(SalesRecords):
     model = Order
     noun = "order"
@@ -122,9 +131,9 @@ class Orders(SalesRecords):
         if fully_paid:
             order.status, order.paid_at = "paid", payment.paid_at
         self._save(order)
-        record_event(self.session, PRODUCER, "order.paid", event_data(
+        record_event(self.session, PRODUCER, "order.paid", order_data(
             order, order_id=order.id, payment_id=payment.id, amount=wire_money(amount), method=payment.method,
-            paid_at=payment.paid_at.isoformat(), paid_amount=wire_money(order.paid_amount),
+            paid_at=payment.paid_at.isoformat(),
             outstanding=wire_money(outstanding(order.total, order.paid_amount)), fully_paid=fully_paid), self.context)
         count_after_commit(self.session, PAYMENTS_RECEIVED.labels(order.currency))
         count_after_commit(self.session, PAYMENT_AMOUNT.labels(order.currency), float(amount))
@@ -136,7 +145,7 @@ class Orders(SalesRecords):
         require_status(order.status, ("paid",), "fulfilled", f"Order {order_id}")
         order.status, order.fulfilled_at = "fulfilled", utcnow()
         self._save(order)
-        record_event(self.session, PRODUCER, "order.fulfilled", event_data(
+        record_event(self.session, PRODUCER, "order.fulfilled", order_data(
             order, fulfilled_at=order.fulfilled_at.isoformat()), self.context)
         return to_dict(order)
 
@@ -151,8 +160,8 @@ class Orders(SalesRecords):
         was_placed = order.status == "confirmed"
         order.status, order.cancel_reason, order.cancelled_at = "cancelled", reason, utcnow()
         self._save(order)
-        record_event(self.session, PRODUCER, "order.cancelled", event_data(
-            order, reason=reason, paid_amount=wire_money(order.paid_amount), was_placed=was_placed,
+        record_event(self.session, PRODUCER, "order.cancelled", order_data(
+            order, reason=reason, was_placed=was_placed,
             cancelled_at=order.cancelled_at.isoformat()), self.context)
         return to_dict(order)
 
@@ -163,8 +172,7 @@ class Orders(SalesRecords):
         flush_versioned(self.session, f"Order {order.id}")
 
     def _placed(self, order):
-        record_event(self.session, PRODUCER, "order.placed", event_data(
-            order, quote_id=order.quote_id, confirmed_at=order.confirmed_at.isoformat(),
-            lines=lines_data(order.lines)), self.context)
+        record_event(self.session, PRODUCER, "order.placed", order_data(order, quote_id=order.quote_id),
+                     self.context)
         count_after_commit(self.session, ORDERS_PLACED.labels(order.currency))
         count_after_commit(self.session, ORDER_REVENUE.labels(order.currency), float(order.total))

@@ -207,6 +207,10 @@ def event_data(opportunity, stage, pipeline_stages=None):
         "owner_team_id": opportunity.owner_team_id,
         "pipeline_id": opportunity.pipeline_id,
         "stage": stage.key,
+        # Position and outcome travel with the key: reporting orders funnels by them without
+        # keeping its own copy of every pipeline.
+        "stage_position": stage.position,
+        "stage_outcome": stage.outcome,
         "status": opportunity.status,
         "amount": as_wire(opportunity.amount),
         "currency": opportunity.currency,
@@ -218,6 +222,24 @@ def event_data(opportunity, stage, pipeline_stages=None):
         "created_at": opportunity.created_at.isoformat(),
         "closed_at": opportunity.closed_at.isoformat() if opportunity.closed_at else None,
         "version": opportunity.version,
+    }
+
+
+def stage_change_data(change, opportunity, from_stage, to_stage):
+    """One move (or the creation) of an opportunity as its events and reporting's rebuild pages carry it;
+    ``from_stage`` is None on creation."""
+    return {
+        "stage_change_id": str(change.id),  # ids are strings on the wire
+        "opportunity_id": change.opportunity_id,
+        "pipeline_id": opportunity.pipeline_id,
+        "owner_id": opportunity.owner_id,
+        "owner_team_id": opportunity.owner_team_id,
+        "from_stage": from_stage.key if from_stage is not None else None,
+        "to_stage": to_stage.key,
+        "to_stage_position": to_stage.position,
+        "to_outcome": to_stage.outcome,
+        "changed_at": change.changed_at.isoformat(),
+        "seconds_in_previous_stage": change.seconds_in_previous_stage,
     }
 
 
@@ -324,11 +346,14 @@ class Opportunities:
         )
         self.session.add(opportunity)
         self.session.flush()
-        self.session.add(OpportunityStageChange(
+        change = OpportunityStageChange(
             opportunity_id=opportunity.id, from_stage_id=None, to_stage_id=stage.id,
-            changed_by=self.context.user_id, changed_at=now, seconds_in_previous_stage=None))
+            changed_by=self.context.user_id, changed_at=now, seconds_in_previous_stage=None)
+        self.session.add(change)
         self.session.flush()
-        record_event(self.session, PRODUCER, "opportunity.created", event_data(opportunity, stage), self.context)
+        record_event(self.session, PRODUCER, "opportunity.created", {
+            **event_data(opportunity, stage), "stage_change": stage_change_data(change, opportunity, None, stage)},
+            self.context)
         count_after_commit(self.session, OPPORTUNITIES_CREATED)
         return to_dict(opportunity, stage)
 
@@ -393,14 +418,16 @@ class Opportunities:
         opportunity.closed_at = now if target.outcome in CLOSED_OUTCOMES else None
         opportunity.lost_reason = data.get("lost_reason") if target.outcome == "lost" else None
         flush_versioned(self.session, f"Opportunity {opportunity_id}")
-        self.session.add(OpportunityStageChange(
+        change = OpportunityStageChange(
             opportunity_id=opportunity.id, from_stage_id=source.id, to_stage_id=target.id, note=data.get("note"),
-            changed_by=self.context.user_id, changed_at=now, seconds_in_previous_stage=seconds))
+            changed_by=self.context.user_id, changed_at=now, seconds_in_previous_stage=seconds)
+        self.session.add(change)
         self.session.flush()
         snapshot = event_data(opportunity, target)
         record_event(self.session, PRODUCER, "opportunity.stage_changed", {
             **snapshot, "from_stage": source.key, "to_stage": target.key, "seconds_in_previous_stage": seconds,
-            "reopened": reopening, "note": data.get("note")}, self.context)
+            "reopened": reopening, "note": data.get("note"),
+            "stage_change": stage_change_data(change, opportunity, source, target)}, self.context)
         count_after_commit(self.session, OPPORTUNITY_STAGE_CHANGES.labels(target.outcome))
         if target.outcome in CLOSED_OUTCOMES:
             record_event(self.session, PRODUCER, f"opportunity.{target.outcome}", snapshot, self.context)

@@ -18,6 +18,7 @@ from sales.quotes import Quotes
 from sales.contracts import ContractExpiry, Contracts
 from sales.storage import store_from_env
 from sales.pipeline import Opportunities, Pipelines
+from sales.reporting_feed import SalesFeed
 
 CUSTOMERS = "customers"
 
@@ -198,6 +199,16 @@ class SalesService(OpsEndpoints):
     @event_handler(CUSTOMERS, "customer.merged")
     def on_customer_merged(self, envelope):
         CustomerReplicaFeed(self.db).apply_merged(envelope)
+
+    # --- reporting's rebuild and consistency check (sales.reporting_feed) ---
+
+    @rpc
+    def reporting_page(self, kind, cursor=None, limit=None):
+        return SalesFeed(self.db, self.context).page(kind, cursor, limit)
+
+    @rpc
+    def reporting_totals(self):
+        return SalesFeed(self.db, self.context).totals()
 
     # --- contracts (sales.contracts) --------------------------------------
 
