@@ -86,3 +86,22 @@ class Context(DependencyProvider):
 
     def worker_teardown(self, worker_ctx):
         bind_request_id(None)
+
+
+class RunAs(DependencyProvider):
+    """Lets a worker nobody called (a timer) act as someone: ``self.run_as(RequestContext.system())``.
+
+    nameko builds the headers of each RPC call and event from the worker
+    context's ``data`` at the moment of the call (``WorkerContext.context_data``
+    copies it), so replacing the context keys there makes the calls that
+    follow carry that actor and request id, as a gateway request's would.
+    """
+
+    def get_dependency(self, worker_ctx):
+        def run_as(context: RequestContext):
+            for key in CONTEXT_KEYS:
+                worker_ctx.data.pop(key, None)
+            worker_ctx.data.update(context.to_context_data())
+            bind_request_id(context.request_id)
+            return context
+        return run_as

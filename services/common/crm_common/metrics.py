@@ -99,6 +99,15 @@ def count_after_commit(session, counter, amount=1):
     not counted: increments made inside a savepoint that rolls back, or a
     transaction that rolls back or is closed without commit, are dropped.
     """
+    call_after_commit(session, counter.inc, amount)
+
+
+def call_after_commit(session, function, *args):
+    """Call ``function(*args)`` once ``session``'s transaction commits, under the same
+    rules as ``count_after_commit`` (dropped if that transaction or savepoint rolls
+    back). For observations whose value is known only then, such as a lag up to
+    the commit: pass a function that computes it when called.
+    """
     pending = session.info.get(_PENDING)
     if pending is None:
         pending = session.info[_PENDING] = []
@@ -107,7 +116,7 @@ def count_after_commit(session, counter, amount=1):
     if not session.in_transaction():
         session.begin()
     transaction = session.get_nested_transaction() or session.get_transaction()
-    pending.append((counter, amount, transaction))
+    pending.append((function, args, transaction))
 
 
 def _chain(transaction):
@@ -121,9 +130,9 @@ def _publish_pending(session):
         return  # a savepoint released: its counts wait for the outer commit
     root = session.get_transaction()
     pending = session.info[_PENDING]
-    for counter, amount, transaction in pending:
+    for function, args, transaction in pending:
         if root in _chain(transaction):  # else left over from a transaction closed without commit
-            counter.inc(amount)
+            function(*args)
     pending.clear()
 
 

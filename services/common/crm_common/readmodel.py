@@ -8,8 +8,12 @@ create is then ignored as older).
 from sqlalchemy import select, update
 
 
-def upsert_if_newer(session, model, key_column, key, values):
+def upsert_if_newer(session, model, key_column, key, values, at_least_as_new=False):
     """Write ``values`` (which include ``version``) for ``key`` unless we hold that version or newer.
+
+    ``at_least_as_new=True`` also overwrites a row at the same version: for a
+    rebuild from the source, whose copy of a version is authoritative (after a
+    schema change the stored row at that version may lack the new columns).
 
     Returns True if the row changed. One conditional UPDATE rather than
     read-then-write, so two workers applying v2 and v3 concurrently cannot
@@ -20,7 +24,7 @@ def upsert_if_newer(session, model, key_column, key, values):
     """
     result = session.execute(
         update(model)
-        .where(key_column == key, model.version < values["version"])
+        .where(key_column == key, _older(model.version, values["version"], at_least_as_new))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -33,23 +37,18 @@ def upsert_if_newer(session, model, key_column, key, values):
     return True
 
 
-def upsert_many_if_newer(session, model, key_column, rows):
+def upsert_many_if_newer(session, model, key_column, rows, at_least_as_new=False):
     """``upsert_if_newer`` for a batch: each row (a dict with the key and ``version``) is inserted,
     or replaces the stored one if newer, in one INSERT ... ON CONFLICT statement.
 
     For batch events (an import's thousands of customers): a statement per row
     would cost the consumer more than the producer spent on the batch.
-    Returns how many rows were inserted or changed.
+    Returns how many rows were inserted or changed. ``at_least_as_new`` as
+    for ``upsert_if_newer``.
     """
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - we ship PostgreSQL and SQLite
-        raise NotImplementedError(f"no batch upsert for {dialect}")
+    insert = dialect_insert(session)
     # The newest version of each key in the batch: one statement may not touch a row twice.
     newest = {}
     for row in rows:
@@ -61,6 +60,47 @@ def upsert_many_if_newer(session, model, key_column, rows):
     statement = statement.on_conflict_do_update(
         index_elements=[key_column.key],
         set_={column: statement.excluded[column] for column in rows[0] if column != key_column.key},
-        where=table.c.version < statement.excluded.version,
+        where=_older(table.c.version, statement.excluded.version, at_least_as_new),
     )
     return session.execute(statement.execution_options(synchronize_session=False)).rowcount
+
+
+def insert_many(session, model, rows, key_columns, overwrite=False, chunk=500):
+    """Insert ``rows`` (dicts with the same keys) of a table keyed by ``key_columns``.
+
+    A row whose key is already stored is left alone (immutable records written
+    twice: follow-ups, order lines), or with ``overwrite`` replaced (a rebuild
+    refreshing what it read). Written in chunks: one statement per row costs too
+    much, one for thousands of rows exceeds SQLite's bound-parameter limit.
+    Returns how many rows were inserted or replaced.
+    """
+    if not rows:
+        return 0
+    insert = dialect_insert(session)
+    written = 0
+    for start in range(0, len(rows), chunk):
+        statement = insert(model).values(rows[start:start + chunk])
+        if overwrite:
+            statement = statement.on_conflict_do_update(
+                index_elements=list(key_columns),
+                set_={column: statement.excluded[column] for column in rows[0] if column not in key_columns})
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=list(key_columns))
+        written += session.execute(statement.execution_options(synchronize_session=False)).rowcount
+    return written
+
+
+def dialect_insert(session):
+    """The INSERT construct with ON CONFLICT of the session's database."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - we ship PostgreSQL and SQLite
+        raise NotImplementedError(f"no batch upsert for {dialect}")
+    return insert
+
+
+def _older(stored, incoming, or_equal):
+    return stored <= incoming if or_equal else stored < incoming

@@ -4,7 +4,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Column, Integer, MetaData, Table, insert
 
 from crm_common.db import make_engine, make_session_factory
-from crm_common.metrics import count_after_commit
+from crm_common.metrics import call_after_commit, count_after_commit
 
 metadata = MetaData()
 things = Table("things", metadata, Column("id", Integer, primary_key=True))
@@ -65,3 +65,16 @@ def test_closed_without_commit_is_not_counted_later(session, counter):
     session.execute(insert(things))
     session.commit()
     assert value(counter) == 0
+
+
+def test_call_after_commit_computes_its_value_at_commit(session):
+    seen = []
+    call_after_commit(session, lambda: seen.append("observed"))
+    session.execute(insert(things))
+    assert seen == []
+    session.commit()
+    assert seen == ["observed"]
+    call_after_commit(session, lambda: seen.append("rolled back"))
+    session.rollback()
+    session.commit()
+    assert seen == ["observed"]

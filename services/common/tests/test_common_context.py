@@ -9,7 +9,7 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from crm_common import logs
-from crm_common.context import Context, RequestContext, new_request_id
+from crm_common.context import Context, RequestContext, RunAs, new_request_id
 
 ACTOR = {"request_id": "req-123", "user_id": "user-7", "user_role": "manager",
          "team_id": "team-east", "language": "zh-CN"}
@@ -77,6 +77,29 @@ def test_callee_sees_the_callers_context_over_rpc(container_factory, rabbit_conf
                 "team_id": "team-east", "language": "zh-CN"}
     assert seen["caller"] == expected
     assert seen["callee"] == expected
+
+
+class ActingCallerService:
+    name = "ctx_acting_caller"
+    callee = RpcProxy("ctx_callee")
+    run_as = RunAs()
+
+    @rpc
+    def ask_as_system(self):
+        self.run_as(RequestContext.system("req-system"))
+        return self.callee.whoami()
+
+
+def test_run_as_makes_the_following_calls_carry_that_actor(container_factory, rabbit_config):
+    for service in (CalleeService, ActingCallerService):
+        container_factory(service, rabbit_config).start()
+
+    with ServiceRpcProxy("ctx_acting_caller", rabbit_config, context_data=ACTOR, timeout=10) as caller:
+        seen = caller.ask_as_system()
+
+    # The caller's actor is replaced as a whole: nothing of the manager is left over.
+    assert seen == {"request_id": "req-system", "user_id": None, "role": "system",
+                    "team_id": None, "language": "en"}
 
 
 def test_call_without_context_is_anonymous(container_factory, rabbit_config):

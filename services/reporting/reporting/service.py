@@ -1,15 +1,44 @@
-"""The reporting service's entrypoints: thin wrappers over reporting.domain."""
+"""The reporting service's entrypoints: thin wrappers over the read models and reports.
+
+- reporting.ingest keeps the read models in step with the other services' events;
+- reporting.rebuild refills them from those services' data (RPC paging);
+- reporting.consistency compares their totals with the sources';
+- reporting.reports answers the reports, as JSON or as a CSV/XLSX file.
+"""
+import eventlet
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+
 from crm_common.entrypoints import rpc
 
 from crm_common.consumer import event_handler
-from crm_common.context import Context
-from crm_common.db import Database
+from crm_common.context import Context, RequestContext, RunAs
+from crm_common.db import Database, make_session_factory
+from crm_common.errors import GatewayTimeout
 from crm_common.metrics import Metrics
 from crm_common.ops import OpsEndpoints
 
-from reporting.domain import CustomerFacts, Reports
+from reporting.reports import Reports
+
+from reporting import consistency, ingest, rebuild
 
 CUSTOMERS = "customers"
+SALES = "sales"
+
+# How often an idle instance looks for a rebuild run to do.
+REBUILD_POLL_SECONDS = 2.0
+# A service's RpcProxy waits forever: each page of a rebuild and each totals call is bounded.
+SOURCE_CALL_TIMEOUT = 60
+REBUILD_PAGE_SIZE = 500
+
+
+def _bounded(service, call):
+    """``call()`` within SOURCE_CALL_TIMEOUT, else a 504 naming the service that did not answer."""
+    try:
+        with eventlet.Timeout(SOURCE_CALL_TIMEOUT):
+            return call()
+    except eventlet.Timeout:
+        raise GatewayTimeout(f"The {service} service did not answer in {SOURCE_CALL_TIMEOUT} s.")
 
 
 class ReportingService(OpsEndpoints):
@@ -18,27 +47,111 @@ class ReportingService(OpsEndpoints):
     db = Database(migrations="reporting.migrations")
     context = Context()
     metrics = Metrics()
+    customers = RpcProxy(CUSTOMERS)
+    sales = RpcProxy(SALES)
+    run_as = RunAs()
 
-    # --- read model ------------------------------------------------------
+    # --- read models: event handlers (reporting.ingest) ----------------------
 
     @event_handler(CUSTOMERS, "customer.created")
     def on_customer_created(self, envelope):
-        CustomerFacts(self.db).apply(envelope)
+        ingest.apply_event(self.db, envelope)
 
     @event_handler(CUSTOMERS, "customer.updated")
     def on_customer_updated(self, envelope):
-        CustomerFacts(self.db).apply(envelope)
+        ingest.apply_event(self.db, envelope)
 
     @event_handler(CUSTOMERS, "customer.deleted")
     def on_customer_deleted(self, envelope):
-        CustomerFacts(self.db).apply(envelope)
+        ingest.apply_event(self.db, envelope)
 
     @event_handler(CUSTOMERS, "customer.imported")
     def on_customers_imported(self, envelope):
-        CustomerFacts(self.db).apply_imported(envelope)
+        ingest.apply_event(self.db, envelope)
 
-    # --- reports ---------------------------------------------------------
+    @event_handler(CUSTOMERS, "customer.merged")
+    def on_customers_merged(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(CUSTOMERS, "followup.logged")
+    def on_followup_logged(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "order.placed")
+    def on_order_placed(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "order.paid")
+    def on_order_paid(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "order.fulfilled")
+    def on_order_fulfilled(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "order.cancelled")
+    def on_order_cancelled(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "opportunity.created")
+    def on_opportunity_created(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "opportunity.updated")
+    def on_opportunity_updated(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "opportunity.stage_changed")
+    def on_opportunity_stage_changed(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "opportunity.won")
+    def on_opportunity_won(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "opportunity.lost")
+    def on_opportunity_lost(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    @event_handler(SALES, "contract.#")
+    def on_contract_event(self, envelope):
+        ingest.apply_event(self.db, envelope)
+
+    # --- rebuild and consistency (reporting.rebuild, reporting.consistency) --
 
     @rpc
-    def customers_summary(self, filters=None):
-        return Reports(self.db, self.context).customers_summary(filters)
+    def start_rebuild(self):
+        return rebuild.Rebuilds(self.db, self.context).start()
+
+    @rpc
+    def get_rebuild(self, run_id):
+        return rebuild.Rebuilds(self.db, self.context).get(run_id)
+
+    @timer(interval=REBUILD_POLL_SECONDS)
+    def run_rebuilds(self):
+        # Nobody called this worker: it reads the sources as the system (their
+        # reporting RPCs refuse anyone but admin and system), and each page is
+        # written in a session of its own (not the worker's single transaction).
+        self.run_as(RequestContext.system())
+        rebuild.run_pending(make_session_factory(self.db.get_bind()), self._fetch_page)
+
+    def _fetch_page(self, service, kind, cursor):
+        proxy = self.customers if service == CUSTOMERS else self.sales
+        return _bounded(service, lambda: proxy.reporting_page(kind, cursor=cursor, limit=REBUILD_PAGE_SIZE))
+
+    @rpc
+    def consistency(self):
+        consistency.require_admin(self.context)
+        customers_totals = _bounded(CUSTOMERS, self.customers.reporting_totals)
+        sales_totals = _bounded(SALES, self.sales.reporting_totals)
+        return consistency.consistency(self.db, customers_totals, sales_totals)
+
+    # --- reports (reporting.reports) -----------------------------------------
+
+    @rpc
+    def report(self, name, filters=None):
+        return Reports(self.db, self.context).run(name, filters)
+
+    @rpc
+    def export_report(self, name, filters=None, file_format="csv"):
+        return Reports(self.db, self.context).export(name, filters, file_format)

@@ -1,19 +1,14 @@
 """The service as other services see it: real RabbitMQ, its own SQLite file.
 
-A customer.created published by "customers" reaches the summary; the same
-envelope published again is consumed but not counted twice.
+An order.placed published by "sales" reaches the read models (the order and
+its lines); the same envelope published again is consumed but written once.
 """
 from nameko.standalone.events import event_dispatcher
-from nameko.standalone.rpc import ServiceRpcProxy
 from prometheus_client import REGISTRY
+from sqlalchemy import create_engine, text
 
 from crm_common.testing import wait_until as wait_for
 from reporting.service import ReportingService
-
-ADMIN_CONTEXT = {"user_id": "00000000-0000-4000-8000-0000000000ad", "user_role": "admin",
-                 "request_id": "r-interface"}
-
-
 
 
 def consumed(event_type, outcome="ok"):
@@ -22,23 +17,35 @@ def consumed(event_type, outcome="ok"):
         {"service": "reporting", "type": event_type, "outcome": outcome}) or 0.0
 
 
-def test_a_published_customer_is_counted_once(container_factory, rabbit_config, web_config,
-                                              tmp_path, customer, envelope):
-    config = dict(rabbit_config, **web_config, DB_URL=f"sqlite:///{tmp_path / 'reporting.db'}")
+def lag_observations(event_type):
+    return REGISTRY.get_sample_value(
+        "crm_reporting_event_lag_seconds_count", {"event_type": event_type}) or 0.0
+
+
+def test_a_published_order_reaches_the_read_model_once(container_factory, rabbit_config, web_config,
+                                                       tmp_path, order, envelope):
+    database = tmp_path / "reporting.db"
+    config = dict(rabbit_config, **web_config, DB_URL=f"sqlite:///{database}")
     container_factory(ReportingService, config).start()
+    engine = create_engine(f"sqlite:///{database}")
+
+    def stored():
+        with engine.connect() as connection:
+            orders = connection.execute(text("SELECT status, total FROM order_facts")).all()
+            lines = connection.execute(text("SELECT count(*) FROM order_line_facts")).scalar()
+        return [tuple(row) for row in orders], lines
+
     dispatch = event_dispatcher(rabbit_config)
-    created = envelope("customer.created", customer(lifecycle_stage="prospect"))
+    placed = envelope("order.placed", order(total="300.00"))
+    lag_before = lag_observations("order.placed")
 
-    with ServiceRpcProxy("reporting", rabbit_config, context_data=ADMIN_CONTEXT, timeout=10) as reporting:
-        assert reporting.customers_summary()["total"] == 0
+    dispatch("sales", "order.placed", placed)
+    wait_for(lambda: stored()[0], message="the order to reach the read model")
+    assert stored() == ([("confirmed", 300)], 2)
+    assert lag_observations("order.placed") == lag_before + 1
 
-        dispatch("customers", "customer.created", created)
-        wait_for(lambda: reporting.customers_summary()["by_lifecycle_stage"]["prospect"] == 1,
-                 message="the customer to be counted")
-
-        handled = consumed("customer.created")
-        dispatch("customers", "customer.created", created)
-        wait_for(lambda: consumed("customer.created") > handled,
-                 message="the redelivered event to be handled")
-        assert reporting.customers_summary() == {
-            "total": 1, "by_lifecycle_stage": {"lead": 0, "prospect": 1, "customer": 0, "churned": 0}}
+    handled = consumed("order.placed")
+    dispatch("sales", "order.placed", placed)
+    wait_for(lambda: consumed("order.placed") > handled, message="the redelivered event to be handled")
+    assert stored() == ([("confirmed", 300)], 2)
+    engine.dispose()
