@@ -323,3 +323,44 @@ def test_users_choose_among_the_languages_emails_are_written_in():
     from notifications.templates import TEMPLATES
 
     assert set(LANGUAGES) == set(TEMPLATES)
+
+
+# --- reports ---------------------------------------------------------------------
+
+from gateway import report_schemas as documented_reports  # noqa: E402
+from reporting import schemas as report_filters  # noqa: E402
+
+REPORT_QUERIES = [
+    (documented_reports.CustomersSummaryQuery, report_filters.CustomersSummaryFilters),
+    (documented_reports.SalesByPeriodQuery, report_filters.SalesByPeriodFilters),
+    (documented_reports.SalesByOwnerQuery, report_filters.SalesByOwnerFilters),
+    (documented_reports.SalesByProductQuery, report_filters.SalesByProductFilters),
+    (documented_reports.TopCustomersQuery, report_filters.TopCustomersFilters),
+    (documented_reports.FunnelQuery, report_filters.FunnelFilters),
+    (documented_reports.ForecastQuery, report_filters.ForecastFilters),
+    (documented_reports.ActivitiesQuery, report_filters.ActivitiesFilters),
+    (documented_reports.ContractsQuery, report_filters.ContractsFilters),
+]
+
+
+def _parameters(schema):
+    return {field.data_key or name for name, field in schema().fields.items()}
+
+
+@pytest.mark.parametrize("documented_schema, service_schema", REPORT_QUERIES)
+def test_documented_report_parameters_are_the_filters_accepted(documented_schema, service_schema):
+    # format is the gateway's own: it chooses JSON or a file and never reaches the filters.
+    assert _parameters(documented_schema) == _parameters(service_schema) | {"format"}
+
+
+def test_documented_report_choices_are_the_accepted_ones():
+    def choices(schema, name):
+        return tuple(schema().fields[name].validate.choices)
+
+    assert choices(documented_reports.CustomersSummaryQuery, "granularity") == \
+        choices(report_filters.CustomersSummaryFilters, "granularity")
+    assert choices(documented_reports.SalesByPeriodQuery, "granularity") == \
+        choices(report_filters.SalesByPeriodFilters, "granularity")
+    assert choices(documented_reports.ActivitiesQuery, "granularity") == \
+        choices(report_filters.ActivitiesFilters, "granularity")
+    assert documented_reports.FILE_FORMATS == choices(report_filters.ExportOptions, "format")

@@ -107,8 +107,10 @@ def _operation(route):
     if route.response is not None and route.status != 204:
         success["content"] = {JSON_CONTENT_TYPE: {"schema": route.response}}
     if route.downloads:
-        success["content"] = {media_type: {"schema": {"type": "string", "format": "binary"}}
-                              for media_type in route.downloads}
+        # A route may answer JSON or, on request, a file (the reports): both are listed.
+        success["content"] = {**success.get("content", {}),
+                              **{media_type: {"schema": {"type": "string", "format": "binary"}}
+                                 for media_type in route.downloads}}
         success["headers"] = {"Content-Disposition": {
             "schema": {"type": "string"}, "description": "attachment; filename=..."}}
     if "If-None-Match" in route.headers:

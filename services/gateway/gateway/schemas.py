@@ -316,14 +316,7 @@ class CustomFieldList(Schema):
     items = fields.List(fields.Nested(CustomFieldResponse), required=True)
 
 
-# --- reports and notifications (served by other services) --------------------
-
-class CustomersSummaryResponse(Schema):
-    """Aggregates computed by the reporting service, passed through as it returns them."""
-
-    class Meta:
-        unknown = INCLUDE
-
+# --- notifications (served by the notifications service) ----------------------
 
 class NotificationResponse(Schema):
     """One entry of the caller's inbox, as the notifications service returns it."""

@@ -20,6 +20,7 @@ from gateway.customer_routes import CustomerRoutes
 from gateway.import_routes import ImportRoutes
 from gateway.pipeline_routes import PipelineRoutes
 from gateway.product_routes import ProductRoutes
+from gateway.report_routes import ReportRoutes
 from gateway.webhook_routes import WebhookRoutes
 from gateway.task_routes import TaskRoutes
 from gateway.user_routes import UserRoutes
@@ -32,7 +33,7 @@ from gateway.openapi import DOCS_PAGE, build_openapi
 from gateway.readiness import SERVICES, check_readiness
 from gateway.rpc import BoundedRpcProxy, broker_is_up
 from gateway.schemas import (
-    CustomersSummaryResponse, LoginRequest, NotificationPage, PageQuery,
+    LoginRequest, NotificationPage, PageQuery,
     ReadinessResponse, RefreshRequest, TokenPairResponse, UserCreateRequest, UserPage, UserResponse,
 )
 
@@ -46,6 +47,7 @@ def openapi_json(service_cls):
 
 
 class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes, PipelineRoutes, ContractRoutes,
+                     ReportRoutes,
                      UserRoutes,
                      TaskRoutes,
                      WebhookRoutes,
@@ -124,12 +126,7 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
     def get_user(self, request, user_id):
         return users.to_dict(self._users().get(user_id))
 
-    # --- reports and notifications -------------------------------------------
-
-    @api("GET", "/reports/customers/summary", response=CustomersSummaryResponse, tags=("reports",),
-         summary="Customer counts by lifecycle stage")
-    def customers_summary(self, request):
-        return self.reporting.customers_summary()
+    # --- notifications (reports: gateway.report_routes) -------------------------
 
     @api("GET", "/notifications", query=PageQuery, response=NotificationPage, tags=("notifications",),
          summary="The caller's notifications, unread first, then newest first")

@@ -1,6 +1,7 @@
 """Small stand-ins for the services behind the gateway, run in their own nameko
 containers in the test's vhost. They answer the RPC methods the gateway calls
 and record every call with the context data nameko delivered with it."""
+import base64
 import itertools
 
 from nameko.extensions import DependencyProvider
@@ -106,12 +107,45 @@ class FakeNotifications(FakeService):
 
 
 class FakeReporting(FakeService):
+    """Answers like the reporting service: any report, an export, consistency and rebuild runs."""
+
     name = "reporting"
 
     @rpc
-    def customers_summary(self):
-        self._record("customers_summary")
-        return {"total": len(CUSTOMERS)}
+    def report(self, name, filters=None):
+        self._record("report", name, filters)
+        unknown = set(filters or {}) - {"from", "to", "owner_id", "team", "granularity", "pipeline", "region"}
+        if unknown:
+            raise ValidationFailed("The input is not valid.", {field: ["Unknown field."] for field in unknown})
+        if name == "customers-summary":
+            return {"total": len(CUSTOMERS)}
+        return {"report": name, "filters": filters}
+
+    @rpc
+    def export_report(self, name, filters=None, file_format="csv"):
+        self._record("export_report", name, filters, file_format)
+        content_type = {"csv": "text/csv; charset=utf-8",
+                        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[file_format]
+        return {"filename": f"{name}-2026-01-01-2026-11-29.{file_format}", "content_type": content_type,
+                "content": base64.b64encode(b"\xef\xbb\xbfcurrency,revenue\r\nCNY,10.00\r\n").decode(),
+                "rows": 1}
+
+    @rpc
+    def consistency(self):
+        self._record("consistency")
+        return {"checked_at": utcnow().isoformat(), "consistent": True, "checks": [], "differences": []}
+
+    @rpc
+    def start_rebuild(self):
+        self._record("start_rebuild")
+        return {"id": "run-1", "status": "running", "counts": {}}
+
+    @rpc
+    def get_rebuild(self, run_id):
+        self._record("get_rebuild", run_id)
+        if run_id != "run-1":
+            raise NotFound(f"No rebuild {run_id}.")
+        return {"id": run_id, "status": "done", "counts": {"customers": 3}}
 
 
 ALL = (FakeCustomers, FakeSales, FakeNotifications, FakeReporting)

@@ -113,10 +113,11 @@ def test_delete_passes_the_version(make_gateway):
 def test_notifications_and_reports_are_proxied(make_gateway):
     gateway = make_gateway()
     gateway.notifications.list_notifications.return_value = {"items": [], "next_cursor": None}
-    gateway.reporting.customers_summary.return_value = {"total": 0}
+    gateway.reporting.report.return_value = {"total": 0}
     assert gateway.list_notifications(request(query="limit=5&cursor=x"))["items"] == []
     gateway.notifications.list_notifications.assert_called_once_with(5, "x")
-    assert gateway.customers_summary(request()) == {"total": 0}
+    assert gateway.customers_summary(request(query="tier=A")) == {"total": 0}
+    gateway.reporting.report.assert_called_once_with("customers-summary", {"tier": "A"})
 
 
 def test_login_and_me(make_gateway, session, passwords, access_tokens):
