@@ -132,6 +132,8 @@ test: venv rabbitmq postgres promtool kustomize ## run every test suite (ARGS='-
 bench: venv rabbitmq postgres ## run the benchmarks (each starts its own system on PostgreSQL) and print their numbers
 	.venv/bin/python loadtests/bench/search_customers.py --customers $(or $(CUSTOMERS),100000)
 	.venv/bin/python loadtests/bench/import_customers.py --start-system --rows $(or $(ROWS),100000)
+	.venv/bin/python loadtests/bench/report_latency.py --runs $(or $(REPORT_RUNS),50)
+	.venv/bin/python loadtests/bench/report_freshness.py --rate $(or $(WRITE_RATE),200) --seconds $(or $(WRITE_SECONDS),60)
 
 clean: down ## stop the services and delete var/ (databases, logs, generated secrets)
 	rm -rf var
