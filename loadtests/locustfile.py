@@ -8,6 +8,9 @@ eventlet): `make loadtest-venv`, then for example
 
 LOADTEST_EMAIL / LOADTEST_PASSWORD name the account to log in with (the
 admin of `make up` by default: the password is in var/admin-password).
+Every locust user signs in as that one account, and the gateway limits each
+account to CRM_RATE_LIMIT_PER_MINUTE requests (default 1200): about 25 users
+at this wait time. For more, start the gateway with a higher limit (or 0: off).
 The full persona suite, load shapes and SLO gate are tracked in the load
 testing issue.
 """

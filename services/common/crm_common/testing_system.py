@@ -163,6 +163,15 @@ def running_system(name="e2e", workdir=None, extra_env=None):
             # Webhook retries after 0.5 s, 1 s, 2 s ... instead of 30 s, 60 s ..., looked for 4 times a second.
             "CRM_WEBHOOK_BACKOFF_BASE": "0.5",
             "CRM_WEBHOOK_SCAN_SECONDS": "0.25",
+            # One admin account drives the tests and the benchmarks from many threads
+            # (test_scaling, report_freshness at 200 writes/s): far above a person's
+            # rate. The limiter still runs (and costs what it costs); its own tests
+            # give an API key a small limit of its own.
+            "CRM_RATE_LIMIT_PER_MINUTE": "1000000",
+            # Every test connects from 127.0.0.1: trusting it as a proxy lets a test that
+            # provokes sign-in locks pose as its own client (X-Forwarded-For) and so lock
+            # neither 127.0.0.1 nor the other tests out.
+            "CRM_TRUSTED_PROXIES": "127.0.0.1",
             **(extra_env or {}),
         }
         for service in SERVICES:

@@ -29,3 +29,18 @@ def test_the_ops_endpoints_use_the_shared_server():
     assert endpoints and all(isinstance(endpoint, HttpEndpoint) for endpoint in endpoints)
     assert all(isinstance(endpoint, HttpRequestHandler) for endpoint in endpoints)
     assert isinstance(HttpEndpoint.server, NoDelayWebServer)
+
+
+def test_every_answer_of_a_plain_http_entrypoint_carries_the_security_headers(monkeypatch):
+    from werkzeug.wrappers import Response
+
+    from crm_common.web import add_security_headers
+
+    monkeypatch.setattr(HttpRequestHandler, "handle_request",
+                        lambda self, request: Response("ok", headers={"Content-Security-Policy": "mine"}))
+    response = HttpEndpoint("GET", "/health").handle_request(None)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Content-Security-Policy"] == "mine"  # a route's own policy is kept
+    assert add_security_headers(Response("x")).headers["Content-Security-Policy"].startswith("default-src 'none'")

@@ -9,6 +9,12 @@ Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 - Refresh tokens are opaque random strings, stored as SHA-256 hashes. Each is
   good for one use, which returns a new pair; presenting a used one again
   revokes every token descended from the same login.
+- A login starts a session: the refresh-token family. Its id travels in every
+  access token as ``sid``; signing out revokes the family and lists the sid
+  as revoked until the last access token of the session has expired, and
+  every authenticated request looks its sid up (one primary-key read).
+- Failed sign-ins are throttled per account and per client address
+  (gateway.throttle).
 """
 import hashlib
 import logging
@@ -21,14 +27,15 @@ from datetime import timedelta
 import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import delete, distinct, select, update
 
 from crm_common.config import env, var_dir
 from crm_common.context import ROLES
-from crm_common.errors import Unauthorized
+from crm_common.errors import Unauthorized, ValidationFailed
 from crm_common.types import new_id, utcnow
 
-from gateway.models import RefreshToken, User
+from gateway.models import RefreshToken, RevokedSession, User
+from gateway.throttle import SignInThrottle, throttle_keys
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,7 @@ MIN_SECRET_BYTES = 32
 BAD_CREDENTIALS = "The email or password is not correct."
 BAD_ACCESS_TOKEN = "The access token is not valid or has expired; sign in again."
 BAD_REFRESH_TOKEN = "The refresh token is not valid or has expired; sign in again."
+WRONG_CURRENT_PASSWORD = "The current password is not correct."
 
 
 # --- passwords ---------------------------------------------------------------
@@ -141,19 +149,31 @@ class Principal:
     user_id: str
     role: str
     team_id: str | None
+    session_id: str | None = None
+
+
+def _never_revoked(session_id):
+    return False
 
 
 class AccessTokens:
-    def __init__(self, secret, ttl=ACCESS_TOKEN_TTL, clock=utcnow):
+    """Issues and verifies access tokens.
+
+    ``is_revoked(session_id)`` tells whether a session was signed out; the
+    gateway passes a lookup in its revoked_sessions table (SessionRevocations).
+    """
+
+    def __init__(self, secret, ttl=ACCESS_TOKEN_TTL, clock=utcnow, is_revoked=_never_revoked):
         self._secret = secret
         self.ttl = ttl
         self._clock = clock
+        self.is_revoked = is_revoked
 
     @property
     def ttl_seconds(self):
         return int(self.ttl.total_seconds())
 
-    def issue(self, user):
+    def issue(self, user, session_id):
         now = self._clock()
         claims = {
             "iss": ISSUER,
@@ -161,6 +181,7 @@ class AccessTokens:
             "sub": user.id,
             "role": user.role,
             "team": user.team_id,
+            "sid": session_id,
             "iat": now,
             "exp": now + self.ttl,
             "jti": new_id(),
@@ -177,14 +198,19 @@ class AccessTokens:
                 audience=AUDIENCE,
                 issuer=ISSUER,
                 leeway=CLOCK_LEEWAY,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+                # Tokens from before sessions had ids are refused: the client refreshes once.
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti", "sid"]},
             )
         except jwt.InvalidTokenError:
             raise Unauthorized(BAD_ACCESS_TOKEN)
-        role, team = claims.get("role"), claims.get("team")
-        if role not in ROLES or not isinstance(claims["sub"], str) or not (team is None or isinstance(team, str)):
+        role, team, session_id = claims.get("role"), claims.get("team"), claims["sid"]
+        if (role not in ROLES or not isinstance(claims["sub"], str) or not isinstance(session_id, str)
+                or not (team is None or isinstance(team, str))):
             raise Unauthorized(BAD_ACCESS_TOKEN)
-        return Principal(user_id=claims["sub"], role=role, team_id=team)
+        # Last, so that forged or expired tokens never cost a database read.
+        if self.is_revoked(session_id):
+            raise Unauthorized(BAD_ACCESS_TOKEN)
+        return Principal(user_id=claims["sub"], role=role, team_id=team, session_id=session_id)
 
 
 # --- refresh tokens ----------------------------------------------------------
@@ -213,19 +239,23 @@ class RefreshTokens:
         ))
         return token
 
+    def find(self, token):
+        """The stored row of ``token`` (spent, revoked or not), or None."""
+        if not isinstance(token, str) or not token:
+            return None
+        return self.session.execute(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+        ).scalar_one_or_none()
+
     def rotate(self, token):
-        """Spend ``token``: returns (user_id, its successor in the same family).
+        """Spend ``token``: returns (user_id, family_id, its successor in the same family).
 
         A token used before means two parties hold it, one of them not the
         user: the family is revoked, committed at once (the Unauthorized that
         follows rolls the caller's transaction back), and the caller must sign
         in again.
         """
-        if not isinstance(token, str) or not token:
-            raise Unauthorized(BAD_REFRESH_TOKEN)
-        row = self.session.execute(
-            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
-        ).scalar_one_or_none()
+        row = self.find(token)
         now = self._clock()
         if row is None or row.revoked_at is not None or row.expires_at <= now:
             raise Unauthorized(BAD_REFRESH_TOKEN)
@@ -241,7 +271,7 @@ class RefreshTokens:
             self.session.commit()
             log.warning("refresh token reused; revoked its family %s", row.family_id)
             raise Unauthorized(BAD_REFRESH_TOKEN)
-        return row.user_id, self.issue(row.user_id, row.family_id)
+        return row.user_id, row.family_id, self.issue(row.user_id, row.family_id)
 
     def revoke_family(self, family_id):
         self.session.execute(
@@ -250,6 +280,60 @@ class RefreshTokens:
             .values(revoked_at=self._clock())
             .execution_options(synchronize_session=False)
         )
+
+    def live_families(self, user_id, since):
+        """The sessions of ``user_id`` with a token issued after ``since`` (so maybe a live access token)."""
+        return self.session.execute(
+            select(distinct(RefreshToken.family_id))
+            .where(RefreshToken.user_id == user_id, RefreshToken.created_at > since)
+        ).scalars().all()
+
+    def revoke_user_families(self, user_id, keep_family_id=None):
+        query = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        if keep_family_id is not None:
+            query = query.where(RefreshToken.family_id != keep_family_id)
+        self.session.execute(query.values(revoked_at=self._clock()).execution_options(synchronize_session=False))
+
+
+# --- signing out ---------------------------------------------------------------
+
+class SessionRevocations:
+    """Signed-out sessions: their refresh tokens revoked, their access tokens refused.
+
+    A revoked session id is listed until every access token that could carry it
+    has expired (one access-token lifetime, plus the clock leeway); expired
+    entries are purged whenever a session is revoked.
+    """
+
+    def __init__(self, session, access_ttl=ACCESS_TOKEN_TTL, clock=utcnow):
+        self.session = session
+        self.access_ttl = access_ttl
+        self._clock = clock
+        self.refresh_tokens = RefreshTokens(session, clock=clock)
+
+    def revoke(self, user_id, session_id):
+        self.revoke_many(user_id, [session_id])
+
+    def revoke_many(self, user_id, session_ids):
+        now = self._clock()
+        expires_at = now + self.access_ttl + CLOCK_LEEWAY
+        for session_id in session_ids:
+            self.refresh_tokens.revoke_family(session_id)
+            # merge: revoking a session twice (two tabs signing out) is no error.
+            self.session.merge(RevokedSession(session_id=session_id, user_id=user_id, revoked_at=now,
+                                              expires_at=expires_at))
+        self.session.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+
+    def revoke_others(self, user_id, keep_session_id):
+        """Every session of ``user_id`` but ``keep_session_id`` (after a password change)."""
+        since = self._clock() - self.access_ttl - CLOCK_LEEWAY
+        others = [family for family in self.refresh_tokens.live_families(user_id, since)
+                  if family != keep_session_id]
+        self.refresh_tokens.revoke_user_families(user_id, keep_family_id=keep_session_id)
+        self.revoke_many(user_id, others)
+
+    def is_revoked(self, session_id):
+        return self.session.get(RevokedSession, session_id) is not None
 
 
 # --- signing in --------------------------------------------------------------
@@ -265,38 +349,77 @@ class TokenPair:
 class SignIn:
     """Exchanges credentials, or a refresh token, for a new token pair."""
 
-    def __init__(self, session, passwords: PasswordHashing, access_tokens: AccessTokens):
+    def __init__(self, session, passwords: PasswordHashing, access_tokens: AccessTokens, throttle=None):
         self.session = session
         self.passwords = passwords
         self.access_tokens = access_tokens
         self.refresh_tokens = RefreshTokens(session)
+        self.throttle = throttle or SignInThrottle(session)
 
-    def login(self, email, password):
+    def login(self, email, password, address=None):
+        """A new session for good credentials. ``address`` is the client's, for throttling.
+
+        A locked account or address is refused before the password is looked
+        at: guessing on while locked learns nothing.
+        """
+        keys = throttle_keys(email, address)
+        self.throttle.check(keys)
         user = self.session.execute(
             select(User).where(User.email == email.strip().lower())
         ).scalar_one_or_none()
         if user is None:
             self.passwords.spend_verify_time(password)
+            self._count_failure(keys)
             raise Unauthorized(BAD_CREDENTIALS)
         # An inactive user answers like a wrong password: nothing tells who has an account.
         if not self.passwords.verify(user.password_hash, password) or not user.active:
+            self._count_failure(keys)
             raise Unauthorized(BAD_CREDENTIALS)
+        self.throttle.succeeded(email)
         if self.passwords.needs_rehash(user.password_hash):
             # Stronger parameters since this hash was made: upgrade it now that we know the password.
             user.password_hash = self.passwords.hash(password)
-        return self._pair_for(user, self.refresh_tokens.issue(user.id))
+        family_id = new_id()
+        return self._pair_for(user, family_id, self.refresh_tokens.issue(user.id, family_id))
+
+    def check_current_password(self, user, password, address=None):
+        """For a change of password: the signed-in user proves they know the current one.
+
+        A wrong one counts as a failed sign-in (a stolen access token must not
+        become a way to guess the password without limit).
+        """
+        keys = throttle_keys(user.email, address)
+        self.throttle.check(keys)
+        if not self.passwords.verify(user.password_hash, password):
+            self._count_failure(keys)
+            raise ValidationFailed(WRONG_CURRENT_PASSWORD, {"current_password": [WRONG_CURRENT_PASSWORD]})
+
+    def _count_failure(self, keys):
+        self.throttle.failed(keys)
+        # Committed now: the error the caller raises next rolls the worker's transaction back.
+        self.session.commit()
 
     def refresh(self, refresh_token):
-        user_id, successor = self.refresh_tokens.rotate(refresh_token)
+        user_id, family_id, successor = self.refresh_tokens.rotate(refresh_token)
         user = self.session.get(User, user_id)
         if user is None or not user.active:
             raise Unauthorized(BAD_REFRESH_TOKEN)
         # A fresh access token carries the user's current role and team.
-        return self._pair_for(user, successor)
+        return self._pair_for(user, family_id, successor)
 
-    def _pair_for(self, user, refresh_token):
+    def logout(self, principal, refresh_token=None):
+        """End the caller's session: the one of their access token, and the one of
+        ``refresh_token`` when it is theirs (a client may hold a refresh token of
+        another of its own sessions). Someone else's token is ignored, not revoked."""
+        sessions = [principal.session_id]
+        row = self.refresh_tokens.find(refresh_token) if refresh_token else None
+        if row is not None and row.user_id == principal.user_id and row.family_id not in sessions:
+            sessions.append(row.family_id)
+        SessionRevocations(self.session, self.access_tokens.ttl).revoke_many(principal.user_id, sessions)
+
+    def _pair_for(self, user, family_id, refresh_token):
         return TokenPair(
-            access_token=self.access_tokens.issue(user),
+            access_token=self.access_tokens.issue(user, family_id),
             expires_in=self.access_tokens.ttl_seconds,
             refresh_token=refresh_token,
         )

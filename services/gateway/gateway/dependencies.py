@@ -9,7 +9,7 @@ from nameko.extensions import DependencyProvider, SharedExtension
 from crm_common.config import env, var_dir
 from crm_common.db import Database
 
-from gateway.auth import AccessTokens, PasswordHashing, load_jwt_secret
+from gateway.auth import AccessTokens, PasswordHashing, SessionRevocations, load_jwt_secret
 from gateway.users import ADMIN_PASSWORD_FILE, DEFAULT_ADMIN_EMAIL, ensure_first_admin
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,24 @@ class GatewayDatabase(Database):
 
 class SigningKeys(SharedExtension):
     """The access-token codec, shared by the HTTP entrypoints (which verify
-    tokens) and the service (which issues them)."""
+    tokens) and the service (which issues them).
+
+    Verifying a token includes asking the gateway database whether its session
+    was signed out. That happens in the entrypoint, before any worker (and its
+    session) exists, so the lookup borrows a connection from the service's
+    own engine (GatewayDatabase) rather than opening a second pool.
+    """
 
     def setup(self):
-        self.access_tokens = AccessTokens(load_jwt_secret())
+        self._database = None
+        self.access_tokens = AccessTokens(load_jwt_secret(), is_revoked=self._is_revoked)
+
+    def _is_revoked(self, session_id):
+        if self._database is None:
+            self._database = next(dependency for dependency in self.container.dependencies
+                                  if isinstance(dependency, Database))
+        with self._database.Session() as session:
+            return SessionRevocations(session).is_revoked(session_id)
 
 
 class AuthTools:

@@ -6,12 +6,18 @@ For each request the entrypoint, before a worker runs:
 
 - takes the caller's X-Request-ID when it looks sane, else makes one, and
   returns it in the response;
-- verifies the Bearer access token (unless the route is public) and the role;
+- verifies the Bearer access token or the X-API-Key (unless the route is
+  public), the role, and for a key its scopes (gateway.api_keys);
+- spends one of the caller's rate-limit tokens (gateway.ratelimit), 429 when
+  none is left, and reports the RateLimit-* fields on every answer;
 - reads a JSON body (400 when it is not JSON), or, for an upload route
   (``form``), a multipart/form-data body of at most ``max_body`` bytes;
 
 then puts request id, language and caller into the worker's context data,
-which nameko forwards on every RPC the worker makes. Every CrmError, raised
+which nameko forwards on every RPC the worker makes. Every answer carries the
+security headers (crm_common.web), Cache-Control: no-store when it needed a
+caller, and CORS fields for origins listed in CRM_CORS_ORIGINS (OPTIONS
+preflights are answered here, for every route). Every CrmError, raised
 here or arriving typed from a service, becomes application/problem+json with
 its title and messages in the caller's language; anything else becomes a 500
 that says nothing about its cause. Each request is counted and timed by
@@ -31,25 +37,27 @@ from functools import cached_property, partial
 
 from eventlet.event import Event
 from nameko.exceptions import ContainerBeingKilled, UnknownService
-from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR, SharedExtension
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
 from crm_common import jsonutil
+from crm_common.config import env
+from crm_common.db import Database
 from crm_common.context import (
     LANGUAGE, REQUEST_ID, ROLES, TEAM_ID, USER_ID, USER_ROLE, new_request_id,
 )
 from crm_common.errors import (
-    PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, ServiceUnavailable, Unauthorized, ValidationFailed,
-    problem_from_error,
+    PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, RateLimited, ServiceUnavailable, Unauthorized,
+    ValidationFailed, problem_from_error,
 )
 from crm_common.logs import bind_request_id
 from crm_common.metrics import HTTP_DURATION, HTTP_REQUESTS
 from crm_common.pagination import check_limit
-from crm_common.web import HttpEndpoint
+from crm_common.web import HttpEndpoint, add_security_headers
 
-from gateway import i18n
+from gateway import api_keys, i18n, ratelimit
 from gateway.dependencies import SigningKeys
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,14 @@ SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 WERKZEUG_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 ETAG_VERSION = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
 INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Quote the request id when you report it."
+# The worker context names the API key a request came with, so audit entries can tell.
+API_KEY_ID = "api_key_id"
+# What a browser on an allowed origin may send and read (CORS).
+CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept-Language", api_keys.HEADER, "If-Match",
+                      "If-None-Match", "Idempotency-Key", REQUEST_ID_HEADER)
+CORS_EXPOSE_HEADERS = (REQUEST_ID_HEADER, "ETag", "Location", "Content-Disposition", "Idempotent-Replayed",
+                       "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+CORS_MAX_AGE = 600
 
 
 # Errors that only the gateway answers with; they never cross RPC, so they
@@ -125,8 +141,26 @@ class Reply:
     headers: dict = field(default_factory=dict)
 
 
+class HttpPolicy(SharedExtension):
+    """What every API request of one gateway instance shares: its rate limiter
+    and the configured CORS origins and limit (read at start)."""
+
+    def setup(self):
+        self.rate_limit = ratelimit.configured_limit()
+        self._limiter = None
+        self.cors_origins = frozenset(
+            origin.strip().rstrip("/") for origin in env("CRM_CORS_ORIGINS", "").split(",") if origin.strip())
+
+    def limiter(self, database):
+        # Made on first use: the database's engine exists only once every extension is set up.
+        if self._limiter is None:
+            self._limiter = ratelimit.limiter_for(database.engine)
+        return self._limiter
+
+
 class ApiEndpoint(HttpEndpoint):
     keys = SigningKeys()
+    policy = HttpPolicy()
 
     def __init__(self, method, url, *, summary="", description="", tags=(), body=None, response=None,
                  query=None, status=200, roles=None, public=False, headers=(), documented=True,
@@ -151,39 +185,121 @@ class ApiEndpoint(HttpEndpoint):
         language = preferred_language(request)
         bind_request_id(request_id)
         try:
-            response = self._serve(request, request_id, language)
+            if request.method == "OPTIONS":
+                response = self._preflight(request)
+            else:
+                response = self._serve(request, request_id, language)
         finally:
             bind_request_id(None)
         response.headers[REQUEST_ID_HEADER] = request_id
+        add_security_headers(response)
+        if not self.route.public:
+            # Answers for a caller (and refusals) must stay out of shared and browser caches.
+            response.headers["Cache-Control"] = "no-store"
+        self._add_cors(request, response)
         HTTP_REQUESTS.labels(self.route.template, request.method, str(response.status_code)).inc()
         HTTP_DURATION.labels(self.route.template).observe(time.perf_counter() - started)
         return response
 
     def _serve(self, request, request_id, language):
+        limit_headers = {}
         try:
             context_data = {REQUEST_ID: request_id, LANGUAGE: language}
             if not self.route.public:
                 caller = self._authenticate(request)
+                # Counted before the role check: refused requests are requests too.
+                limit_headers = self._spend_rate_limit(caller)
                 if self.route.roles is not None and caller.role not in self.route.roles:
                     raise Forbidden("Your role may not do this.")
                 context_data[USER_ID] = caller.user_id
                 context_data[USER_ROLE] = caller.role
                 if caller.team_id is not None:
                     context_data[TEAM_ID] = caller.team_id
+                if isinstance(caller, api_keys.KeyPrincipal):
+                    context_data[API_KEY_ID] = caller.key_id
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             finished = Event()
             self.container.spawn_worker(self, args, kwargs, context_data=context_data,
                                         handle_result=partial(self.handle_result, finished))
-            return finished.wait()
+            response = finished.wait()
         except Exception as exc:
-            return self.problem_response(exc, request, request_id, language)
+            response = self.problem_response(exc, request, request_id, language)
+            limit_headers = getattr(exc, "rate_limit_headers", limit_headers)
+        response.headers.update(limit_headers)
+        return response
 
     def _authenticate(self, request):
+        presented_key = request.headers.get(api_keys.HEADER)
+        if presented_key is not None:
+            if "Authorization" in request.headers:
+                raise BadRequest(f"Send either an access token or an {api_keys.HEADER}, not both.")
+            return self._authenticate_key(presented_key)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Sign in first, then send the access token as Authorization: Bearer <token>.")
         return self.keys.access_tokens.verify(token.strip())
+
+    def _authenticate_key(self, presented_key):
+        scope = api_keys.scope_of(self.route.method, self.route.tags)
+        # Checked before the key: refusing key routes and user routes costs no database round trip.
+        if scope is None:
+            raise Forbidden("API keys may not use this operation; sign in as a user.")
+        with self._database.Session() as session:
+            principal = api_keys.ApiKeys(session).authenticate(presented_key)
+        if scope not in principal.scopes:
+            raise Forbidden(f"This API key lacks the scope {scope}.")
+        return principal
+
+    @cached_property
+    def _database(self):
+        return next(dependency for dependency in self.container.dependencies if isinstance(dependency, Database))
+
+    def _spend_rate_limit(self, caller):
+        """RateLimit-* headers for the answer; RateLimited (carrying them) when the caller has no token left."""
+        if isinstance(caller, api_keys.KeyPrincipal):
+            principal, limit = f"key:{caller.key_id}", caller.rate_limit_per_minute or self.policy.rate_limit
+        else:
+            principal, limit = f"user:{caller.user_id}", self.policy.rate_limit
+        if not limit:
+            return {}
+        decision = self.policy.limiter(self._database).take(principal, limit)
+        if not decision.allowed:
+            error = RateLimited(f"At most {limit} requests a minute; try again in {decision.retry_after} s.")
+            error.rate_limit_headers = decision.headers()
+            raise error
+        return decision.headers()
+
+    # --- CORS ----------------------------------------------------------------
+
+    def _allowed_origin(self, request):
+        origin = request.headers.get("Origin")
+        return origin if origin and origin.rstrip("/") in self.policy.cors_origins else None
+
+    def _add_cors(self, request, response):
+        if self.policy.cors_origins:
+            # The answer differs by Origin: a cache must not hand one origin's answer to another.
+            response.headers.add("Vary", "Origin")
+        if self._allowed_origin(request) is None:
+            return
+        response.headers["Access-Control-Allow-Origin"] = request.headers["Origin"]
+        if request.method != "OPTIONS":
+            response.headers["Access-Control-Expose-Headers"] = ", ".join(CORS_EXPOSE_HEADERS)
+
+    def _preflight(self, request):
+        """OPTIONS: the methods this URL accepts; for an allowed origin also what a browser may send."""
+        methods = allowed_methods([route for route in route_registry(self.container.service_cls)
+                                   if route.documented], request.path)
+        response = Response(status=204, headers={"Allow": ", ".join(methods)})
+        if self._allowed_origin(request) is not None:
+            response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+            response.headers["Access-Control-Allow-Headers"] = ", ".join(CORS_ALLOW_HEADERS)
+            response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+        return response
+
+    def get_url_rule(self):
+        # Every route answers OPTIONS (CORS preflights) without a worker: see _preflight.
+        return Rule(self.url, methods=self.route.method.split(",") + ["OPTIONS"])
 
     def get_entrypoint_parameters(self, request):
         kwargs = dict(request.path_values)

@@ -139,6 +139,12 @@ MESSAGES = {
         "Not a known time zone (use an IANA name like Asia/Shanghai).": "未知的时区（请使用 IANA 名称，如 Asia/Shanghai）。",
         "Must differ from start.": "必须与开始时间不同。",
         "The last active admin must stay one.": "必须保留至少一个启用的管理员。",
+        # passwords (gateway.password_policy, gateway.auth, gateway.users)
+        "Use at least 12 characters.": "请至少使用 12 个字符。",
+        "This password is one of the most common ones; choose another.": "这是最常见的密码之一，请换一个。",
+        "The password must not be your email address.": "密码不能是你的邮箱地址。",
+        "The new password must differ from the current one.": "新密码必须与当前密码不同。",
+        "The current password is not correct.": "当前密码不正确。",
         "This is the last active admin: make another admin first.": "这是最后一个启用的管理员：请先设置另一个管理员。",
     },
 }

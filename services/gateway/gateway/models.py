@@ -82,3 +82,84 @@ class IdempotencyRecord(Base):
     body: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_idempotency_records_created_at", "created_at"),)
+
+
+class ApiKey(Base):
+    """An integration's API key. Only the SHA-256 of its secret is stored.
+
+    A key acts as the admin who created it, limited to its scopes
+    (``customers:read`` ...), so what it creates is owned by that admin.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    # The secret is 256 random bits: a fast hash suffices (nothing to brute-force).
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    # Space-separated, sorted: "customers:read orders:write".
+    scopes: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Uuid(), ForeignKey("users.id", ondelete="CASCADE"))
+    # Requests per minute for this key; None: the gateway's default.
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[object | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        # GET /api-keys walks (created_at, id).
+        Index("ix_api_keys_created_at_id", "created_at", "id"),
+        Index("ix_api_keys_created_by", "created_by"),
+    )
+
+
+class RevokedSession(Base):
+    """A signed-out session (one refresh-token family) whose access tokens must stop working.
+
+    Access tokens are stateless JWTs carrying their session id (``sid``); every
+    authenticated request looks its sid up here by primary key. A row is needed
+    only while an access token of the session can still be alive, so it expires
+    one access-token lifetime after the revocation and is purged after that.
+    """
+
+    __tablename__ = "revoked_sessions"
+
+    session_id: Mapped[str] = mapped_column(Uuid(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Uuid())
+    revoked_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[object] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_revoked_sessions_expires_at", "expires_at"),)
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins of one account (normalised email) or one client address.
+
+    Kept in the database so that every gateway instance sees the same counts.
+    ``lockouts`` counts the locks in a row: each lasts twice the previous one.
+    """
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)  # "account:<email>" | "address:<ip>"
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    locked_until: Mapped[object | None] = mapped_column(UtcDateTime)
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_sign_in_throttles_updated_at", "updated_at"),)
+
+
+class RateLimitWindow(Base):
+    """Requests of one principal ("user:<id>", "key:<id>") in one minute, shared by
+    every gateway instance on PostgreSQL (gateway.ratelimit)."""
+
+    __tablename__ = "rate_limit_windows"
+
+    principal: Mapped[str] = mapped_column(String(80), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix time // 60
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_rate_limit_windows_minute", "minute"),)

@@ -1,5 +1,7 @@
 """The OpenAPI 3 document of the API, built from the route registry and the
 marshmallow schemas (apispec), and the page that shows it."""
+import base64
+import hashlib
 from collections import defaultdict
 
 from apispec import APISpec
@@ -7,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from crm_common.errors import PROBLEM_CONTENT_TYPE
 
+from gateway import api_keys
 from gateway.http import JSON_CONTENT_TYPE, REQUEST_ID_HEADER
 from gateway.schemas import Problem
 
@@ -14,7 +17,13 @@ API_DESCRIPTION = """\
 The CRM's HTTP API.
 
 Sign in with `POST /api/v1/auth/login`, then send the access token as
-`Authorization: Bearer <token>`. Errors are `application/problem+json`
+`Authorization: Bearer <token>`. Integrations send an API key instead
+(`X-API-Key: crm_<id>_<secret>`, created by an admin with `POST /api/v1/api-keys`):
+it acts as the admin who created it, only on operations its scopes list
+(`x-scope` on each operation). Each caller (user or key) may make
+`RateLimit-Limit` requests a minute; every authenticated answer reports
+`RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds), and
+a 429 adds `Retry-After`. Errors are `application/problem+json`
 (RFC 9457); titles and validation messages follow `Accept-Language`
 (`en` or `zh-CN`), codes and field names do not. Lists take `limit` and an
 opaque `cursor` and answer `{"items": [...], "next_cursor": ...}`. Every
@@ -32,10 +41,17 @@ ERROR_RESPONSES = {
                         "a taken key, or a record in the wrong state"),
     "412": ("VersionMismatch", "If-Match names an older version than the current one"),
     "422": ("ValidationFailed", "The input is not valid; `errors` names each field"),
+    "429": ("RateLimited", "Too many requests from this user or API key; wait `Retry-After` seconds"),
     "default": ("Error", "Any other error, e.g. 503 when a service does not answer"),
 }
 
 FORM_CONTENT_TYPE = "multipart/form-data"
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests a minute this caller may make"},
+    "RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Requests left now"},
+    "RateLimit-Reset": {"schema": {"type": "integer"}, "description": "Seconds until the full allowance is back"},
+}
 
 HEADER_DESCRIPTIONS = {
     "If-Match": 'ETag of the version being changed, e.g. W/"3"; a stale one answers 412',
@@ -52,6 +68,8 @@ def build_openapi(routes, title="CRM API", version="1.0.0"):
         plugins=[MarshmallowPlugin()],
     )
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": api_keys.HEADER,
+                                               "description": "An integration's key: crm_<id>_<secret>"})
     spec.components.schema("Problem", schema=Problem)
     for name, description in ERROR_RESPONSES.values():
         spec.components.response(name, {
@@ -66,7 +84,12 @@ def build_openapi(routes, title="CRM API", version="1.0.0"):
             operations_by_path[route.template][method.lower()] = _operation(route)
     for path, operations in operations_by_path.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = spec.to_dict()
+    # The scopes a key may hold are the routes' own: listed where a key is created.
+    create_key = document["components"]["schemas"].get("ApiKeyCreateRequest")
+    if create_key is not None:
+        create_key["properties"]["scopes"]["items"]["enum"] = api_keys.known_scopes(routes)
+    return document
 
 
 def _operation(route):
@@ -78,6 +101,10 @@ def _operation(route):
         "responses": {},
         "security": [] if route.public else [{"bearerAuth": []}],
     }
+    scope = None if route.public else api_keys.scope_of(route.method, route.tags)
+    if scope is not None:
+        operation["security"].append({"apiKey": []})
+        operation["x-scope"] = scope
     description = [route.description] if route.description else []
     if route.roles is not None:
         description.append("Roles: " + ", ".join(route.roles) + ".")
@@ -96,7 +123,8 @@ def _operation(route):
                                     "schema": {"type": "string", "maxLength": 128},
                                     "description": "Correlates logs across services; made up when absent"})
     if route.body is not None:
-        operation["requestBody"] = {"required": True,
+        # A body schema may say the body can be left out altogether (e.g. the logout's).
+        operation["requestBody"] = {"required": not getattr(route.body, "BODY_OPTIONAL", False),
                                     "content": {JSON_CONTENT_TYPE: {"schema": route.body}}}
     if route.form is not None:
         operation["requestBody"] = {"required": True,
@@ -115,6 +143,8 @@ def _operation(route):
             "schema": {"type": "string"}, "description": "attachment; filename=..."}}
     if "If-None-Match" in route.headers:
         success["headers"] = {"ETag": {"schema": {"type": "string"}, "description": 'Weak ETag of the version, W/"<version>"'}}
+    if not route.public:
+        success["headers"] = {**success.get("headers", {}), **RATE_LIMIT_HEADERS}
     operation["responses"][str(route.status)] = success
     for status, description in route.also_answers:
         operation["responses"][str(status)] = {**success, "description": description}
@@ -136,6 +166,8 @@ def _operation(route):
         errors.append("412")
     if route.body is not None or route.form is not None or route.query is not None:
         errors.append("422")
+    if not route.public:
+        errors.append("429")
     for status in errors:
         operation["responses"][status] = ERROR_RESPONSES[status][0]
     return operation
@@ -143,19 +175,33 @@ def _operation(route):
 
 # Swagger UI from the jsDelivr CDN: the page needs internet access in the
 # browser, and the gateway ships no front-end assets.
-DOCS_PAGE = """<!doctype html>
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+DOCS_SCRIPT = 'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", persistAuthorization: true});'
+DOCS_PAGE = f"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>CRM API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+  <link rel="stylesheet" href="{SWAGGER_UI}swagger-ui.css">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin="anonymous"></script>
-  <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", persistAuthorization: true});
-  </script>
+  <script src="{SWAGGER_UI}swagger-ui-bundle.js" crossorigin="anonymous"></script>
+  <script>{DOCS_SCRIPT}</script>
 </body>
 </html>
 """
+# The page may run Swagger UI's bundle from its CDN folder and the one inline
+# script above (by its hash), fetch only from this origin (the document and
+# "try it out"), and cannot be framed. Styles may be inline: Swagger UI sets
+# style attributes, and a style cannot run code.
+DOCS_CSP = "; ".join([
+    "default-src 'none'",
+    f"script-src {SWAGGER_UI} 'sha256-{base64.b64encode(hashlib.sha256(DOCS_SCRIPT.encode()).digest()).decode()}'",
+    f"style-src {SWAGGER_UI} 'unsafe-inline'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+])

@@ -15,6 +15,7 @@ from crm_common.validation import load
 
 from gateway import idempotency, users
 from gateway.activity_routes import ActivityRoutes
+from gateway.apikey_routes import ApiKeyRoutes
 from gateway.contract_routes import ContractRoutes
 from gateway.customer_routes import CustomerRoutes
 from gateway.import_routes import ImportRoutes
@@ -25,11 +26,13 @@ from gateway.webhook_routes import WebhookRoutes
 from gateway.task_routes import TaskRoutes
 from gateway.user_routes import UserRoutes
 from gateway.auth import SignIn
+from gateway.throttle import client_address
+from gateway.user_schemas import LogoutRequest
 from gateway.dependencies import Auth, GatewayDatabase
 from gateway.http import (
     API_PREFIX, MethodNotAllowed, Reply, allowed_methods, api, page_arguments, route_registry,
 )
-from gateway.openapi import DOCS_PAGE, build_openapi
+from gateway.openapi import DOCS_CSP, DOCS_PAGE, build_openapi
 from gateway.readiness import SERVICES, check_readiness
 from gateway.rpc import BoundedRpcProxy, broker_is_up
 from gateway.schemas import (
@@ -49,6 +52,7 @@ def openapi_json(service_cls):
 class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes, PipelineRoutes, ContractRoutes,
                      ReportRoutes,
                      UserRoutes,
+                     ApiKeyRoutes,
                      TaskRoutes,
                      WebhookRoutes,
                      OpsEndpoints):
@@ -70,13 +74,26 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
     def _users(self):
         return users.UserDirectory(self.db, self.auth.passwords, self.context)
 
+    def _caller_session(self, request):
+        """The session id of the caller's access token (the entrypoint has verified it already)."""
+        token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        return self.auth.access_tokens.verify(token)
+
+    @staticmethod
+    def _client_address(request):
+        return client_address(request.remote_addr, request.headers.get("X-Forwarded-For"))
+
     # --- auth ----------------------------------------------------------------
 
     @api("POST", "/auth/login", public=True, body=LoginRequest, response=TokenPairResponse, tags=("auth",),
-         summary="Sign in: an access token and a refresh token")
+         summary="Sign in: an access token and a refresh token",
+         description="After 5 failed sign-ins within 15 minutes, an account (known or not) or a client "
+                     "address is locked: 429 with Retry-After, for 1 minute, then twice as long after each "
+                     "further lock, up to an hour. A successful sign-in clears the account's count.")
     def login(self, request, body):
         credentials = load(LoginRequest, body)
-        return TokenPairResponse().dump(self._sign_in().login(credentials["email"], credentials["password"]))
+        pair = self._sign_in().login(credentials["email"], credentials["password"], self._client_address(request))
+        return TokenPairResponse().dump(pair)
 
     @api("POST", "/auth/refresh", public=True, body=RefreshRequest, response=TokenPairResponse, tags=("auth",),
          summary="Trade a refresh token (once) for a new pair",
@@ -85,6 +102,16 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
     def refresh(self, request, body):
         refresh_token = load(RefreshRequest, body)["refresh_token"]
         return TokenPairResponse().dump(self._sign_in().refresh(refresh_token))
+
+    @api("POST", "/auth/logout", body=LogoutRequest, status=204, tags=("auth",),
+         summary="Sign out: end the session of this access token",
+         description="The access token stops working at once and the session's refresh tokens are revoked; "
+                     "a refresh_token in the body ends its session too (when it is yours). Your other "
+                     "sessions are not affected.")
+    def logout(self, request, body):
+        refresh_token = load(LogoutRequest, body if body is not None else {}).get("refresh_token")
+        self._sign_in().logout(self._caller_session(request), refresh_token)
+        return Reply(status=204)
 
     @api("GET", "/me", response=UserResponse, tags=("auth",), summary="The signed-in user")
     def me(self, request):
@@ -152,7 +179,8 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
 
     @api("GET", "/docs", prefix="", public=True, documented=False)
     def docs(self, request):
-        return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")
+        return Response(DOCS_PAGE, content_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": DOCS_CSP})
 
     @api("GET,POST,PUT,PATCH,DELETE", "/<path:unmatched>", public=True, documented=False)
     def unmatched(self, request, unmatched):

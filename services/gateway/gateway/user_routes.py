@@ -7,7 +7,7 @@ each change is published (user.updated) for the services that keep a copy.
 from gateway import users
 from gateway.http import Reply, api, etag, if_match_version
 from gateway.schemas import UserResponse
-from gateway.user_schemas import ProfileUpdateRequest, UserUpdateRequest
+from gateway.user_schemas import PasswordChangeRequest, ProfileUpdateRequest, UserUpdateRequest
 
 TAGS = ("users",)
 
@@ -23,6 +23,19 @@ class UserRoutes:
          description="The language is the one the CRM writes to you in (emails): en or zh-CN.")
     def update_me(self, request, body):
         return _with_etag(self._users().update_profile(self.context.user_id, body, if_match_version(request)))
+
+    @api("POST", "/me/password", body=PasswordChangeRequest, status=204, tags=("auth",),
+         summary="Change your own password",
+         description="current_password must be right (422 naming it otherwise; a wrong one counts as a "
+                     "failed sign-in, so repeated misses lock the account like failed sign-ins do: 429). "
+                     "new_password: at least 12 characters, not a common password, not your email (422 "
+                     "naming it, with the reason). Every other session of yours is signed out; this one "
+                     "stays.")
+    def change_my_password(self, request, body):
+        caller = self._caller_session(request)
+        self._users().change_password(caller.user_id, body, self._sign_in(), caller.session_id,
+                                      self._client_address(request))
+        return Reply(status=204)
 
     @api("PATCH", "/users/<user_id>", roles=("admin",), body=UserUpdateRequest, response=UserResponse,
          headers=("If-Match",), tags=TAGS, summary="Change a user's name, role, team, language or status",

@@ -17,10 +17,11 @@ from crm_common.types import utcnow
 from crm_common.validation import load
 from crm_common.versioning import check_version, flush_versioned
 
-from gateway.auth import PasswordHashing, write_secret_file
+from gateway.auth import PasswordHashing, SessionRevocations, write_secret_file
 from gateway.models import User
+from gateway.password_policy import password_problems
 from gateway.schemas import UserCreateRequest, UserResponse
-from gateway.user_schemas import ProfileUpdateRequest, UserUpdateRequest
+from gateway.user_schemas import PasswordChangeRequest, ProfileUpdateRequest, UserUpdateRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class UserDirectory:
         """A new user from an API body; 422 for bad input, 409 for a taken email."""
         data = load(UserCreateRequest, data)
         email = data["email"].lower()
+        check_password_policy("password", data["password"], email)
         if self._find_by_email(email) is not None:
             raise _email_taken()
         now = utcnow()
@@ -77,6 +79,26 @@ class UserDirectory:
         except IntegrityError:
             raise _email_taken()
         self._publish(USER_CREATED, user)
+        return user
+
+    def change_password(self, user_id, data, sign_in, session_id, address=None):
+        """The signed-in user sets a new password, proving the current one.
+
+        A wrong current password counts as a failed sign-in (``sign_in``
+        throttles it). Every other session of the user ends: whoever else
+        held one, perhaps the reason for the change, is signed out.
+        """
+        data = load(PasswordChangeRequest, data)
+        user = self.get(user_id)
+        sign_in.check_current_password(user, data["current_password"], address)
+        if data["new_password"] == data["current_password"]:
+            raise ValidationFailed(SAME_PASSWORD, {"new_password": [SAME_PASSWORD]})
+        check_password_policy("new_password", data["new_password"], user.email)
+        user.password_hash = self.passwords.hash(data["new_password"])
+        user.updated_at = utcnow()
+        # No user.updated event: the password is nothing other services hold.
+        flush_versioned(self.session, f"User {user_id}")
+        SessionRevocations(self.session).revoke_others(user.id, session_id)
         return user
 
     def update_profile(self, user_id, data, expected_version=None):
@@ -163,6 +185,16 @@ class UserDirectory:
 
 # Roles that can own (and so work) customers.
 OWNER_ROLES = ("admin", "manager", "sales")
+
+
+SAME_PASSWORD = "The new password must differ from the current one."
+
+
+def check_password_policy(field, password, email):
+    """ValidationFailed naming ``field`` with the reasons, when the password policy refuses ``password``."""
+    problems = password_problems(password, email)
+    if problems:
+        raise ValidationFailed("The password is too weak.", {field: problems})
 
 
 def _email_taken():

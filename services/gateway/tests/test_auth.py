@@ -86,6 +86,9 @@ def test_a_short_jwt_secret_is_refused(monkeypatch):
 
 # --- access tokens -----------------------------------------------------------
 
+SESSION_ID = "00000000-0000-4000-8000-00000000005e"
+
+
 class FakeUser:
     id = "00000000-0000-4000-8000-000000000001"
     role = "manager"
@@ -93,9 +96,10 @@ class FakeUser:
 
 
 def test_access_token_round_trip(access_tokens):
-    token = access_tokens.issue(FakeUser)
+    token = access_tokens.issue(FakeUser, SESSION_ID)
     principal = access_tokens.verify(token)
     assert (principal.user_id, principal.role, principal.team_id) == (FakeUser.id, "manager", "east")
+    assert principal.session_id == SESSION_ID
     claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="crm-api")
     assert claims["iss"] == "crm" and claims["aud"] == "crm-api"
     assert claims["exp"] - claims["iat"] == 15 * 60
@@ -108,7 +112,7 @@ def _b64(data):
 
 
 def _valid_claims(access_tokens):
-    return jwt.decode(access_tokens.issue(FakeUser), JWT_SECRET, algorithms=["HS256"], audience="crm-api")
+    return jwt.decode(access_tokens.issue(FakeUser, SESSION_ID), JWT_SECRET, algorithms=["HS256"], audience="crm-api")
 
 
 def test_unsigned_token_is_refused(access_tokens):
@@ -138,7 +142,7 @@ def test_token_with_wrong_claims_is_refused(access_tokens, change):
         access_tokens.verify(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
 
 
-@pytest.mark.parametrize("missing", ["exp", "iat", "sub", "jti", "aud", "iss"])
+@pytest.mark.parametrize("missing", ["exp", "iat", "sub", "jti", "aud", "iss", "sid"])
 def test_token_without_a_required_claim_is_refused(access_tokens, missing):
     claims = _valid_claims(access_tokens)
     del claims[missing]
@@ -149,13 +153,13 @@ def test_token_without_a_required_claim_is_refused(access_tokens, missing):
 def test_token_signed_with_another_secret_is_refused(access_tokens):
     other = AccessTokens("another-secret-of-sufficient-length-0123456789")
     with pytest.raises(Unauthorized):
-        access_tokens.verify(other.issue(FakeUser))
+        access_tokens.verify(other.issue(FakeUser, SESSION_ID))
 
 
 def test_expired_token_is_refused():
     issued_long_ago = AccessTokens(JWT_SECRET, clock=lambda: utcnow() - timedelta(minutes=16))
     with pytest.raises(Unauthorized):
-        AccessTokens(JWT_SECRET).verify(issued_long_ago.issue(FakeUser))
+        AccessTokens(JWT_SECRET).verify(issued_long_ago.issue(FakeUser, SESSION_ID))
 
 
 def test_garbage_is_refused(access_tokens):
@@ -179,7 +183,7 @@ def test_rotation_spends_the_token_and_continues_the_family(session, passwords):
     user = make_user(session, passwords)
     tokens = RefreshTokens(session)
     first = tokens.issue(user.id)
-    user_id, second = tokens.rotate(first)
+    user_id, family_id, second = tokens.rotate(first)
     session.commit()
     assert user_id == user.id and second != first
     rows = {row.token_hash: row for row in session.execute(select(RefreshToken)).scalars()}
@@ -193,7 +197,7 @@ def test_reusing_a_spent_token_revokes_the_family_for_good(session, passwords):
     tokens = RefreshTokens(session)
     first = tokens.issue(user.id)
     other_login = tokens.issue(user.id)  # another family: untouched
-    _, second = tokens.rotate(first)
+    _, _, second = tokens.rotate(first)
     session.commit()
 
     with pytest.raises(Unauthorized):
