@@ -21,12 +21,11 @@ from gateway.contract_schemas import (
     ContractCreateRequest, ContractHistoryPage, ContractListQuery, ContractPage, ContractReasonRequest,
     ContractResponse, ContractSignRequest, ContractUpdateRequest, ExpiryCheckResponse,
 )
-from gateway.customer_routes import WRITERS
+from gateway.permissions import rule
 from gateway.http import API_PREFIX, Reply, api, etag, if_match_version, if_none_match_version, page_arguments
 from gateway.import_routes import FILE_RPC_TIMEOUT
 from gateway.schemas import PageQuery
 
-APPROVERS = ("admin", "manager")
 # The multipart envelope around a file of the largest size allowed: sales
 # refuses a file over MAX_ATTACHMENT_BYTES with a 422 naming it; a body much
 # larger than that is cut off here with a 413 before it is read.
@@ -54,8 +53,8 @@ def _owner_id(body):
 
 class ContractRoutes:
 
-    @api("POST", "/contracts", roles=WRITERS, body=ContractCreateRequest, response=ContractResponse, status=201,
-         headers=(idempotency.HEADER,), tags=TAGS, summary="Draft a contract",
+    @api("POST", "/contracts", allow=rule("contracts", "create"), body=ContractCreateRequest,
+         response=ContractResponse, status=201, headers=(idempotency.HEADER,), tags=TAGS, summary="Draft a contract",
          description="For a customer that is not deleted (422 naming customer_id otherwise), optionally "
                      "naming one of its orders. The contract starts as a draft of the caller.")
     def create_contract(self, request, body):
@@ -65,62 +64,63 @@ class ContractRoutes:
                                             "ETag": etag(contract["version"])})
         return self._once(request, body, create)
 
-    @api("GET", "/contracts", query=ContractListQuery, response=ContractPage, tags=TAGS,
-         summary="Find the contracts the caller may see, newest first")
+    @api("GET", "/contracts", allow=rule("contracts", "read"), query=ContractListQuery, response=ContractPage,
+         tags=TAGS, summary="Find the contracts the caller may see, newest first")
     def list_contracts(self, request):
         limit, cursor = page_arguments(request)
         return self.sales.list_contracts(contract_filters(request), limit, cursor)
 
-    @api("GET", "/contracts/<contract_id>", response=ContractResponse, headers=("If-None-Match",), tags=TAGS,
-         summary="One contract")
+    @api("GET", "/contracts/<contract_id>", allow=rule("contracts", "read"), response=ContractResponse,
+         headers=("If-None-Match",), tags=TAGS, summary="One contract")
     def get_contract(self, request, contract_id):
         contract = self.sales.get_contract(contract_id)
         if if_none_match_version(request) == contract["version"]:
             return Reply(status=304, headers={"ETag": etag(contract["version"])})
         return _with_etag(contract)
 
-    @api("PATCH", "/contracts/<contract_id>", roles=WRITERS, body=ContractUpdateRequest, response=ContractResponse,
-         headers=("If-Match",), tags=TAGS, summary="Change a draft contract",
+    @api("PATCH", "/contracts/<contract_id>", allow=rule("contracts", "update"), body=ContractUpdateRequest,
+         response=ContractResponse, headers=("If-Match",), tags=TAGS, summary="Change a draft contract",
          description="Only while the contract is a draft (409 naming its status otherwise).")
     def update_contract(self, request, contract_id, body):
         return _with_etag(self.sales.update_contract(contract_id, body, if_match_version(request)))
 
-    @api("POST", "/contracts/<contract_id>/submit", roles=WRITERS, response=ContractResponse, tags=TAGS,
-         summary="Send a draft for approval")
+    @api("POST", "/contracts/<contract_id>/submit", allow=rule("contracts", "submit"), response=ContractResponse,
+         tags=TAGS, summary="Send a draft for approval")
     def submit_contract(self, request, contract_id):
         return _with_etag(self.sales.submit_contract(contract_id))
 
-    @api("POST", "/contracts/<contract_id>/approve", roles=APPROVERS, response=ContractResponse, tags=TAGS,
-         summary="Approve a contract pending approval",
+    @api("POST", "/contracts/<contract_id>/approve", allow=rule("contracts", "approve"), response=ContractResponse,
+         tags=TAGS, summary="Approve a contract pending approval",
          description="A manager of the owner's team or an admin, never the contract's author (403).")
     def approve_contract(self, request, contract_id):
         return _with_etag(self.sales.approve_contract(contract_id))
 
-    @api("POST", "/contracts/<contract_id>/reject", roles=APPROVERS, body=ContractReasonRequest,
+    @api("POST", "/contracts/<contract_id>/reject", allow=rule("contracts", "approve"), body=ContractReasonRequest,
          response=ContractResponse, tags=TAGS, summary="Send a contract back to draft, with the reason")
     def reject_contract(self, request, contract_id, body):
         return _with_etag(self.sales.reject_contract(contract_id, body))
 
-    @api("POST", "/contracts/<contract_id>/sign", roles=WRITERS, body=ContractSignRequest,
+    @api("POST", "/contracts/<contract_id>/sign", allow=rule("contracts", "sign"), body=ContractSignRequest,
          response=ContractResponse, tags=TAGS, summary="Record the signature of an approved contract",
          description="A contract whose start date has come becomes active at once; one starting later "
                      "is activated by the daily check on its start date.")
     def sign_contract(self, request, contract_id, body):
         return _with_etag(self.sales.sign_contract(contract_id, body))
 
-    @api("POST", "/contracts/<contract_id>/terminate", roles=WRITERS, body=ContractReasonRequest,
+    @api("POST", "/contracts/<contract_id>/terminate", allow=rule("contracts", "terminate"), body=ContractReasonRequest,
          response=ContractResponse, tags=TAGS, summary="End a signed or active contract early, with the reason")
     def terminate_contract(self, request, contract_id, body):
         return _with_etag(self.sales.terminate_contract(contract_id, body))
 
-    @api("GET", "/contracts/<contract_id>/history", query=PageQuery, response=ContractHistoryPage, tags=TAGS,
+    @api("GET", "/contracts/<contract_id>/history", allow=rule("contracts", "read"), query=PageQuery,
+         response=ContractHistoryPage, tags=TAGS,
          summary="Every change of a contract's status: from, to, who, when, newest first")
     def contract_history(self, request, contract_id):
         limit, cursor = page_arguments(request)
         return self.sales.contract_history(contract_id, limit, cursor)
 
-    @api("POST", "/contracts/check-expiry", roles=("admin",), response=ExpiryCheckResponse, tags=TAGS,
-         summary="Run the daily contract check now",
+    @api("POST", "/contracts/check-expiry", allow=rule("contracts", "check expiry"), response=ExpiryCheckResponse,
+         tags=TAGS, summary="Run the daily contract check now",
          description="Activates signed contracts whose start date came, expires those past their end date, and "
                      "publishes contract.expiring 30, 7 and 1 days before the end (each notice once).")
     def check_contract_expiry(self, request):
@@ -128,7 +128,8 @@ class ContractRoutes:
 
     # --- attachments -------------------------------------------------------
 
-    @api("POST", "/contracts/<contract_id>/attachments", roles=WRITERS, form=AttachmentUploadForm,
+    @api("POST", "/contracts/<contract_id>/attachments", allow=rule("contract attachments", "create"),
+         form=AttachmentUploadForm,
          max_body=MAX_UPLOAD_BODY, response=AttachmentResponse, status=201, headers=(idempotency.HEADER,),
          tags=TAGS, summary="Attach a file to a contract (multipart/form-data, at most 20 MB)")
     def add_contract_attachment(self, request, contract_id, form, files):
@@ -147,13 +148,13 @@ class ContractRoutes:
             return Reply(attachment, status=201, headers={"Location": location})
         return self._once(request, fingerprint_body, add)
 
-    @api("GET", "/contracts/<contract_id>/attachments", response=AttachmentList, tags=TAGS,
-         summary="The files of a contract (metadata)")
+    @api("GET", "/contracts/<contract_id>/attachments", allow=rule("contract attachments", "read"),
+         response=AttachmentList, tags=TAGS, summary="The files of a contract (metadata)")
     def list_contract_attachments(self, request, contract_id):
         return self.sales.list_contract_attachments(contract_id)
 
-    @api("GET", "/contracts/<contract_id>/attachments/<attachment_id>/content", tags=TAGS,
-         downloads=("application/octet-stream",), summary="Download a contract's file",
+    @api("GET", "/contracts/<contract_id>/attachments/<attachment_id>/content", allow=rule("contract attachments",
+         "read"), tags=TAGS, downloads=("application/octet-stream",), summary="Download a contract's file",
          description="The bytes as uploaded, checked against their SHA-256 checksum on the way out.")
     def contract_attachment_content(self, request, contract_id, attachment_id):
         found = self.sales.call_within(FILE_RPC_TIMEOUT, "contract_attachment_content", contract_id, attachment_id)
@@ -165,7 +166,7 @@ class ContractRoutes:
             "X-Checksum-SHA256": found["checksum"],
         })
 
-    @api("DELETE", "/contracts/<contract_id>/attachments/<attachment_id>", roles=WRITERS, status=204, tags=TAGS,
-         summary="Remove a file from a draft contract")
+    @api("DELETE", "/contracts/<contract_id>/attachments/<attachment_id>", allow=rule("contract attachments",
+         "delete"), status=204, tags=TAGS, summary="Remove a file from a draft contract")
     def delete_contract_attachment(self, request, contract_id, attachment_id):
         self.sales.delete_contract_attachment(contract_id, attachment_id)

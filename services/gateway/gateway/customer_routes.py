@@ -6,6 +6,7 @@ The customers service validates input and applies record-level rules; the
 gateway adds what only it knows: the owner's team (it owns the users).
 """
 from gateway import idempotency
+from gateway.permissions import rule
 from gateway.http import (
     API_PREFIX, Reply, api, etag, if_match_version, if_none_match_version, page_arguments, query_flag,
 )
@@ -16,8 +17,6 @@ from gateway.schemas import (
     MergeRequest, PageQuery,
 )
 
-WRITERS = ("admin", "manager", "sales")
-ASSIGNERS = ("admin", "manager")
 
 
 def customer_filters(request):
@@ -38,7 +37,7 @@ class CustomerRoutes:
     def _owner_team(self, owner_id):
         return self._users().team_of_owner(owner_id, self.context.user_id, self.context.team_id)
 
-    @api("POST", "/customers", roles=WRITERS, body=CustomerCreateRequest, query=CreateCustomerQuery,
+    @api("POST", "/customers", allow=rule("customers", "create"), body=CustomerCreateRequest, query=CreateCustomerQuery,
          response=CustomerResponse, status=201, headers=(idempotency.HEADER,), tags=("customers",),
          summary="Create a customer",
          description="Answers 409 with `candidates` when a customer with the same normalised phone, email, "
@@ -51,15 +50,15 @@ class CustomerRoutes:
                                             "ETag": etag(customer["version"])})
         return self._once(request, body, create)
 
-    @api("GET", "/customers", query=CustomerListQuery, response=CustomerPage, tags=("customers",),
-         summary="Find the customers the caller may see")
+    @api("GET", "/customers", allow=rule("customers", "read"), query=CustomerListQuery, response=CustomerPage,
+         tags=("customers",), summary="Find the customers the caller may see")
     def list_customers(self, request):
         limit, cursor = page_arguments(request)
         return self.customers.list_customers(customer_filters(request), limit, cursor,
                                              request.args.get("sort") or None)
 
-    @api("GET", "/customers/<customer_id>", query=IncludeDeletedQuery, response=CustomerResponse,
-         headers=("If-None-Match",), tags=("customers",), summary="One customer")
+    @api("GET", "/customers/<customer_id>", allow=rule("customers", "read"), query=IncludeDeletedQuery,
+         response=CustomerResponse, headers=("If-None-Match",), tags=("customers",), summary="One customer")
     def get_customer(self, request, customer_id):
         customer = self.customers.get_customer(customer_id, query_flag(request, "include_deleted"))
         headers = {"ETag": etag(customer["version"])}
@@ -67,47 +66,48 @@ class CustomerRoutes:
             return Reply(status=304, headers=headers)
         return Reply(customer, headers=headers)
 
-    @api("PATCH", "/customers/<customer_id>", roles=WRITERS, body=CustomerUpdateRequest, response=CustomerResponse,
+    @api("PATCH", "/customers/<customer_id>", allow=rule("customers", "update"), body=CustomerUpdateRequest,
+         response=CustomerResponse,
          headers=("If-Match",), tags=("customers",), summary="Change some fields of a customer")
     def update_customer(self, request, customer_id, body):
         customer = self.customers.update_customer(customer_id, body, if_match_version(request))
         return Reply(customer, headers={"ETag": etag(customer["version"])})
 
-    @api("DELETE", "/customers/<customer_id>", roles=WRITERS, status=204, headers=("If-Match",),
+    @api("DELETE", "/customers/<customer_id>", allow=rule("customers", "delete"), status=204, headers=("If-Match",),
          tags=("customers",), summary="Delete a customer (it can be restored)")
     def delete_customer(self, request, customer_id):
         self.customers.delete_customer(customer_id, if_match_version(request))
 
-    @api("POST", "/customers/<customer_id>/restore", roles=WRITERS, response=CustomerResponse,
+    @api("POST", "/customers/<customer_id>/restore", allow=rule("customers", "restore"), response=CustomerResponse,
          tags=("customers",), summary="Undo the deletion of a customer")
     def restore_customer(self, request, customer_id):
         customer = self.customers.restore_customer(customer_id)
         return Reply(customer, headers={"ETag": etag(customer["version"])})
 
-    @api("GET", "/customers/<customer_id>/history", query=PageQuery, response=HistoryPage, tags=("customers",),
-         summary="Every change to a customer, field by field, newest first")
+    @api("GET", "/customers/<customer_id>/history", allow=rule("customers", "read"), query=PageQuery,
+         response=HistoryPage, tags=("customers",), summary="Every change to a customer, field by field, newest first")
     def customer_history(self, request, customer_id):
         limit, cursor = page_arguments(request)
         return self.customers.customer_history(customer_id, limit, cursor)
 
-    @api("POST", "/customers/<customer_id>/assign", roles=ASSIGNERS, body=AssignRequest, response=CustomerResponse,
-         tags=("customers",), summary="Give a customer to another owner",
+    @api("POST", "/customers/<customer_id>/assign", allow=rule("customers", "assign"), body=AssignRequest,
+         response=CustomerResponse, tags=("customers",), summary="Give a customer to another owner",
          description="Managers assign within their team; admins to anyone who can own customers.")
     def assign_customer(self, request, customer_id, body):
         return self.customers.assign_customer(customer_id, body, self._owner_team(_owner_id(body)))
 
-    @api("POST", "/customers/bulk-assign", roles=ASSIGNERS, body=BulkAssignRequest, response=BulkAssignResponse,
-         tags=("customers",), summary="Give many customers to one owner: all or none")
+    @api("POST", "/customers/bulk-assign", allow=rule("customers", "assign"), body=BulkAssignRequest,
+         response=BulkAssignResponse, tags=("customers",), summary="Give many customers to one owner: all or none")
     def bulk_assign_customers(self, request, body):
         return self.customers.bulk_assign_customers(body, self._owner_team(_owner_id(body)))
 
-    @api("GET", "/customers/<customer_id>/duplicates", response=DuplicateList, tags=("customers",),
-         summary="Customers that are likely the same as this one, with the reasons")
+    @api("GET", "/customers/<customer_id>/duplicates", allow=rule("customers", "read"), response=DuplicateList,
+         tags=("customers",), summary="Customers that are likely the same as this one, with the reasons")
     def customer_duplicates(self, request, customer_id):
         return self.customers.customer_duplicates(customer_id)
 
-    @api("POST", "/customers/<customer_id>/merge", roles=WRITERS, body=MergeRequest, response=CustomerResponse,
-         tags=("customers",), summary="Merge another customer into this one",
+    @api("POST", "/customers/<customer_id>/merge", allow=rule("customers", "merge"), body=MergeRequest,
+         response=CustomerResponse, tags=("customers",), summary="Merge another customer into this one",
          description="Contacts, follow-ups, tags, phones and emails of the source move here; this customer keeps "
                      "its values except the fields listed in take_from_source; the source is deleted and points "
                      "here. Both histories record the merge and `customer.merged` is published.")
@@ -115,12 +115,12 @@ class CustomerRoutes:
         customer = self.customers.merge_customers(customer_id, body)
         return Reply(customer, headers={"ETag": etag(customer["version"])})
 
-    @api("GET", "/customer-fields", response=CustomFieldList, tags=("customers",),
+    @api("GET", "/customer-fields", allow=rule("custom fields", "read"), response=CustomFieldList, tags=("customers",),
          summary="The custom fields customers can carry")
     def list_custom_fields(self, request):
         return self.customers.list_custom_fields()
 
-    @api("POST", "/customer-fields", roles=("admin",), body=CustomFieldRequest, response=CustomFieldResponse,
-         status=201, tags=("customers",), summary="Define a custom field")
+    @api("POST", "/customer-fields", allow=rule("custom fields", "create"), body=CustomFieldRequest,
+         response=CustomFieldResponse, status=201, tags=("customers",), summary="Define a custom field")
     def define_custom_field(self, request, body):
         return self.customers.define_custom_field(body)

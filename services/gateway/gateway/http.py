@@ -1,7 +1,9 @@
 """The gateway's HTTP entrypoint: everything every API request goes through.
 
-``@api(method, url, ...)`` declares a route and what it needs: who may call it
-(``roles``, or ``public``), its body and response schemas, its success status.
+``@api(method, url, ...)`` declares a route and what it needs: what it does,
+``allow=rule(resource, action)``, from which the permission matrix
+(gateway.permissions) says which roles may call it, or that it is ``public``;
+its body and response schemas, its success status.
 For each request the entrypoint, before a worker runs:
 
 - takes the caller's X-Request-ID when it looks sane, else makes one, and
@@ -46,10 +48,10 @@ from crm_common import jsonutil
 from crm_common.config import env
 from crm_common.db import Database
 from crm_common.context import (
-    LANGUAGE, REQUEST_ID, ROLES, TEAM_ID, USER_ID, USER_ROLE, new_request_id,
+    LANGUAGE, REQUEST_ID, TEAM_ID, USER_ID, USER_ROLE, new_request_id,
 )
 from crm_common.errors import (
-    PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, RateLimited, ServiceUnavailable, Unauthorized,
+    PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, NotFound, RateLimited, ServiceUnavailable, Unauthorized,
     ValidationFailed, problem_from_error,
 )
 from crm_common.logs import bind_request_id
@@ -57,7 +59,7 @@ from crm_common.metrics import HTTP_DURATION, HTTP_REQUESTS
 from crm_common.pagination import check_limit
 from crm_common.web import HttpEndpoint, add_security_headers
 
-from gateway import api_keys, i18n, ratelimit
+from gateway import api_keys, i18n, permissions, ratelimit
 from gateway.dependencies import SigningKeys
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,8 @@ class Route:
     response: type | None = None  # marshmallow schema of the success response
     query: type | None = None  # marshmallow schema of the query parameters
     status: int = 200
-    roles: tuple | None = None  # None: any signed-in user
+    permission: permissions.Rule | None = None  # what the route does (None only when public)
+    roles: tuple | None = None  # the roles the matrix admits; None: any signed-in user (or public)
     public: bool = False  # no token needed
     headers: tuple = ()  # request headers the route reads, e.g. ("If-Match",)
     documented: bool = True
@@ -163,18 +166,21 @@ class ApiEndpoint(HttpEndpoint):
     policy = HttpPolicy()
 
     def __init__(self, method, url, *, summary="", description="", tags=(), body=None, response=None,
-                 query=None, status=200, roles=None, public=False, headers=(), documented=True,
+                 query=None, status=200, allow=None, public=False, headers=(), documented=True,
                  prefix=API_PREFIX, form=None, max_body=MAX_BODY_BYTES, downloads=(), also_answers=(),
                  **kwargs):
-        if roles is not None and not set(roles) <= set(ROLES):
-            raise ValueError(f"unknown roles in {roles!r}")
+        # Fails when the gateway is imported: no route is served without a decision on who may call it.
+        if public == (allow is not None):
+            raise ValueError(f"{method} {url}: declare either allow=permissions.rule(resource, action) "
+                             "or public=True")
+        roles = None if allow is None or allow.every_role else allow.roles
         kwargs.setdefault("expected_exceptions", CrmError)
         super().__init__(method, prefix + url, **kwargs)
         self.route = Route(
             method=method, url=prefix + url, summary=summary, description=description, tags=tuple(tags),
             body=body, response=response, query=query, status=status, form=form, max_body=max_body,
             downloads=tuple(downloads), also_answers=tuple(also_answers),
-            roles=tuple(roles) if roles is not None else None, public=public, headers=tuple(headers),
+            permission=allow, roles=roles, public=public, headers=tuple(headers),
             documented=documented,
         )
 
@@ -303,10 +309,16 @@ class ApiEndpoint(HttpEndpoint):
 
     def get_entrypoint_parameters(self, request):
         kwargs = dict(request.path_values)
+        if any("\x00" in str(value) for value in kwargs.values()):
+            # No record's id holds a NUL: the URL names nothing (and PostgreSQL could not even look).
+            raise NotFound("Nothing is found at this address.")
+        refuse_nul_characters(request.args.lists(), "query")
         if self.route.body is not None:
             kwargs["body"] = read_json_body(request)
+            refuse_nul_characters(_json_strings(kwargs["body"]), "body")
         if self.route.form is not None:
             kwargs["form"], kwargs["files"] = read_form(request, self.route.max_body)
+            refuse_nul_characters(kwargs["form"].lists(), "form")
         return (request,), kwargs
 
     def handle_result(self, finished, worker_ctx, result, exc_info):
@@ -394,6 +406,35 @@ def read_json_body(request):
         return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as error:
         raise BadRequest(f"The body is not valid JSON: {error}")
+
+
+def refuse_nul_characters(named_values, where):
+    """422 naming each field whose text holds a NUL character.
+
+    PostgreSQL cannot store NUL in text (psycopg2 raises ValueError, which
+    would be a 500 from whichever service got the value); no name, note or
+    search term legitimately holds one, so it is refused here, once for all.
+    """
+    errors = {}
+    for name, values in named_values:
+        if "\x00" in name or any(isinstance(value, str) and "\x00" in value for value in values):
+            errors[name.replace("\x00", "\\x00") or where] = ["Must not contain NUL (\\x00) characters."]
+    if errors:
+        raise ValidationFailed(f"The {where} contains NUL characters.", errors=errors)
+
+
+def _json_strings(value, path=""):
+    """(dotted path, [string]) for every string and key of a parsed JSON document."""
+    if isinstance(value, str):
+        yield path, [value]
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            yield child, [key]
+            yield from _json_strings(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _json_strings(item, f"{path}.{index}" if path else str(index))
 
 
 def read_form(request, max_bytes):

@@ -225,3 +225,8 @@ PATTERNS[CHINESE] += [
                 r"only an admin's allow_private_network permits that\.$"),
      r"主机 \1 解析为 \2（\3 地址）；只有管理员设置 allow_private_network 后才允许。"),
 ]
+
+# --- text the databases cannot store (gateway.http.refuse_nul_characters) -------------
+MESSAGES[CHINESE].update({
+    "Must not contain NUL (\\x00) characters.": "不能包含 NUL（\\x00）字符。",
+})

@@ -17,10 +17,10 @@ from crm_common.errors import ValidationFailed
 
 from gateway import idempotency
 from gateway.customer_routes import customer_filters
+from gateway.permissions import rule
 from gateway.http import API_PREFIX, Reply, api
 from gateway.import_schemas import ExportQuery, ImportJobResponse, ImportUploadForm
 
-IMPORTERS = ("admin", "manager", "sales")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 # Reading a large file and rendering a large export take longer than a
 # usual call. A request nobody picked up still expires in its queue after the
@@ -40,7 +40,8 @@ def import_options(form):
 
 
 class ImportRoutes:
-    @api("POST", "/imports/customers", roles=IMPORTERS, form=ImportUploadForm, max_body=MAX_UPLOAD_BYTES,
+    @api("POST", "/imports/customers", allow=rule("customers", "import"), form=ImportUploadForm,
+         max_body=MAX_UPLOAD_BYTES,
          response=ImportJobResponse, status=201, headers=(idempotency.HEADER,), tags=("imports",),
          also_answers=((202, "A large file, queued as a job: poll its Location"),),
          summary="Import customers from a CSV or XLSX file",
@@ -71,13 +72,13 @@ class ImportRoutes:
             return {self.context.user_id: self.context.team_id}
         return self._users().teams_by_user()
 
-    @api("GET", "/imports/<job_id>", response=ImportJobResponse, tags=("imports",),
+    @api("GET", "/imports/<job_id>", allow=rule("imports", "read"), response=ImportJobResponse, tags=("imports",),
          summary="An import job: progress (done_rows of total_rows) and, when done, its report",
          description="Visible to the user who started it and to admins.")
     def get_import(self, request, job_id):
         return self.customers.get_import(job_id)
 
-    @api("GET", "/exports/customers", query=ExportQuery, tags=("imports",),
+    @api("GET", "/exports/customers", allow=rule("customers", "export"), query=ExportQuery, tags=("imports",),
          downloads=("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
          summary="The customers the caller may see, as a CSV or XLSX file",
          description="Takes the filters and sort of GET /customers. The columns are the importable fields "

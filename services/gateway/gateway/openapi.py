@@ -106,6 +106,9 @@ def _operation(route):
         operation["security"].append({"apiKey": []})
         operation["x-scope"] = scope
     description = [route.description] if route.description else []
+    if route.permission is not None:
+        # The entry of the permission matrix (gateway.permissions) that decides who may call it.
+        operation["x-permission"] = {"resource": route.permission.resource, "action": route.permission.action}
     if route.roles is not None:
         description.append("Roles: " + ", ".join(route.roles) + ".")
         operation["x-roles"] = list(route.roles)

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from crm_common.errors import ValidationFailed
 
+from gateway.permissions import rule
 from gateway.http import API_PREFIX, Reply, api
 from gateway.import_routes import FILE_RPC_TIMEOUT
 from gateway.models import User
@@ -26,7 +27,6 @@ from gateway.report_schemas import (
 )
 
 TAGS = ("reports",)
-REPORT_ADMINS = ("admin",)
 DOWNLOADS = ("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 FORMAT_PARAMETER = "format"
 # Which name goes beside which id in a JSON answer.
@@ -91,8 +91,8 @@ def file_response(exported):
 def report_route(path, query, response, summary, description=""):
     """A GET report route: JSON by default, a CSV/XLSX download with ?format=."""
     description = f"{description}\n\n{FILE_NOTE}" if description else FILE_NOTE
-    return api("GET", path, query=query, response=response, downloads=DOWNLOADS, tags=TAGS, summary=summary,
-               description=description)
+    return api("GET", path, allow=rule("reports", "read"), query=query, response=response, downloads=DOWNLOADS,
+               tags=TAGS, summary=summary, description=description)
 
 
 class ReportRoutes:
@@ -170,22 +170,22 @@ class ReportRoutes:
 
     # --- operations ----------------------------------------------------------
 
-    @api("GET", "/reports/consistency", roles=REPORT_ADMINS, response=ConsistencyResponse, tags=TAGS,
+    @api("GET", "/reports/consistency", allow=rule("report admin", "read"), response=ConsistencyResponse, tags=TAGS,
          summary="Compare the reports' totals with the owning services'",
          description="Customer count, placed order count, and revenue per month and currency, for all "
                      "records. Right after a change the reports may lag by a moment.")
     def report_consistency(self, request):
         return self.reporting.consistency()
 
-    @api("POST", "/reports/rebuild", roles=REPORT_ADMINS, response=RebuildRunResponse, status=202, tags=TAGS,
-         summary="Rebuild the reports' data from the owning services, in the background",
+    @api("POST", "/reports/rebuild", allow=rule("report admin", "rebuild"), response=RebuildRunResponse, status=202,
+         tags=TAGS, summary="Rebuild the reports' data from the owning services, in the background",
          description="Answers the run at once; poll its Location. Reports keep answering meanwhile. "
                      "409 while another rebuild runs.")
     def start_report_rebuild(self, request):
         run = self.reporting.start_rebuild()
         return Reply(run, status=202, headers={"Location": f"{API_PREFIX}/reports/rebuild/{run['id']}"})
 
-    @api("GET", "/reports/rebuild/<run_id>", roles=REPORT_ADMINS, response=RebuildRunResponse, tags=TAGS,
+    @api("GET", "/reports/rebuild/<run_id>", allow=rule("report admin", "read"), response=RebuildRunResponse, tags=TAGS,
          summary="A rebuild: its status and what it has read so far")
     def get_report_rebuild(self, request, run_id):
         return self.reporting.get_rebuild(run_id)

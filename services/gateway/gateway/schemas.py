@@ -353,3 +353,11 @@ class Problem(Schema):
     request_id = fields.String(allow_none=True)
     errors = fields.Dict(keys=fields.String(), metadata={
         "description": "Validation messages by field: {field: [message, ...]}"})
+    # The members some problems add (RFC 9457 extensions), documented so a
+    # client that validates answers against this document accepts them.
+    retry_after = fields.Integer(metadata={"description": "429 from sign-in: seconds until the account may try again"})
+    candidates = fields.List(fields.Nested(DuplicateCandidate), metadata={
+        "description": "409 on creating a customer: the customers it looks like"})
+    current_status = fields.String(metadata={"description": "409 for a wrong state: the record's status now"})
+    allowed_actions = fields.List(fields.String(), metadata={
+        "description": "409 for a contract in the wrong state: what may be done to it now"})

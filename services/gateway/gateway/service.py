@@ -29,6 +29,7 @@ from gateway.auth import SignIn
 from gateway.throttle import client_address
 from gateway.user_schemas import LogoutRequest
 from gateway.dependencies import Auth, GatewayDatabase
+from gateway.permissions import rule
 from gateway.http import (
     API_PREFIX, MethodNotAllowed, Reply, allowed_methods, api, page_arguments, route_registry,
 )
@@ -103,7 +104,7 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
         refresh_token = load(RefreshRequest, body)["refresh_token"]
         return TokenPairResponse().dump(self._sign_in().refresh(refresh_token))
 
-    @api("POST", "/auth/logout", body=LogoutRequest, status=204, tags=("auth",),
+    @api("POST", "/auth/logout", allow=rule("own account", "sign out"), body=LogoutRequest, status=204, tags=("auth",),
          summary="Sign out: end the session of this access token",
          description="The access token stops working at once and the session's refresh tokens are revoked; "
                      "a refresh_token in the body ends its session too (when it is yours). Your other "
@@ -113,7 +114,8 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
         self._sign_in().logout(self._caller_session(request), refresh_token)
         return Reply(status=204)
 
-    @api("GET", "/me", response=UserResponse, tags=("auth",), summary="The signed-in user")
+    @api("GET", "/me", allow=rule("own account", "read"), response=UserResponse, tags=("auth",),
+         summary="The signed-in user")
     def me(self, request):
         return users.to_dict(self._users().get(self.context.user_id))
 
@@ -134,7 +136,7 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
         headers = {**outcome.headers, **({idempotency.REPLAYED_HEADER: "true"} if replayed else {})}
         return Reply(outcome.body, status=outcome.status, headers=headers)
 
-    @api("POST", "/users", roles=("admin",), body=UserCreateRequest, response=UserResponse, status=201,
+    @api("POST", "/users", allow=rule("users", "create"), body=UserCreateRequest, response=UserResponse, status=201,
          headers=(idempotency.HEADER,), tags=("users",), summary="Create a user")
     def create_user(self, request, body):
         def create():
@@ -142,21 +144,22 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
             return Reply(users.to_dict(user), headers={"Location": f"{API_PREFIX}/users/{user.id}"})
         return self._once(request, body, create)
 
-    @api("GET", "/users", roles=("admin",), query=PageQuery, response=UserPage, tags=("users",),
+    @api("GET", "/users", allow=rule("users", "read"), query=PageQuery, response=UserPage, tags=("users",),
          summary="List users, oldest first")
     def list_users(self, request):
         limit, cursor = page_arguments(request)
         page = self._users().list(limit, cursor)
         return {"items": [users.to_dict(user) for user in page["items"]], "next_cursor": page["next_cursor"]}
 
-    @api("GET", "/users/<user_id>", roles=("admin",), response=UserResponse, tags=("users",), summary="One user")
+    @api("GET", "/users/<user_id>", allow=rule("users", "read"), response=UserResponse, tags=("users",),
+         summary="One user")
     def get_user(self, request, user_id):
         return users.to_dict(self._users().get(user_id))
 
     # --- notifications (reports: gateway.report_routes) -------------------------
 
-    @api("GET", "/notifications", query=PageQuery, response=NotificationPage, tags=("notifications",),
-         summary="The caller's notifications, unread first, then newest first")
+    @api("GET", "/notifications", allow=rule("notifications", "read"), query=PageQuery, response=NotificationPage,
+         tags=("notifications",), summary="The caller's notifications, unread first, then newest first")
     def list_notifications(self, request):
         limit, cursor = page_arguments(request)
         return self.notifications.list_notifications(limit, cursor)

@@ -8,6 +8,7 @@ gateway adds what only it knows: the assignee's team (it owns the users).
 from crm_common.errors import ValidationFailed
 
 from gateway import idempotency
+from gateway.permissions import rule
 from gateway.http import API_PREFIX, Reply, api, etag, if_match_version, if_none_match_version, page_arguments
 from gateway.schemas import NotificationResponse
 from gateway.task_schemas import (
@@ -35,8 +36,8 @@ class TaskRoutes:
             raise ValidationFailed("The assignee is not a user of this CRM.", {"assignee_id": ["Unknown user."]})
         return user.team_id
 
-    @api("POST", "/tasks", body=TaskCreateRequest, response=TaskResponse, status=201, headers=(idempotency.HEADER,),
-         tags=TAGS, summary="Create a task",
+    @api("POST", "/tasks", allow=rule("tasks", "create"), body=TaskCreateRequest, response=TaskResponse, status=201,
+         headers=(idempotency.HEADER,), tags=TAGS, summary="Create a task",
          description="For the caller unless assignee_id names someone else (managers: their team; admins: anyone).")
     def create_task(self, request, body):
         def create():
@@ -44,7 +45,7 @@ class TaskRoutes:
             return Reply(task, headers={"Location": f"{API_PREFIX}/tasks/{task['id']}", "ETag": etag(task["version"])})
         return self._once(request, body, create)
 
-    @api("GET", "/tasks", query=TaskListQuery, response=TaskPage, tags=TAGS,
+    @api("GET", "/tasks", allow=rule("tasks", "read"), query=TaskListQuery, response=TaskPage, tags=TAGS,
          summary="The tasks the caller may see, soonest due first",
          description="Sales users see the tasks given to them, managers their team's, admins all.")
     def list_tasks(self, request):
@@ -52,54 +53,57 @@ class TaskRoutes:
         filters = {name: request.args[name] for name in TASK_FILTERS if name in request.args}
         return self.notifications.list_tasks(filters, limit, cursor)
 
-    @api("GET", "/tasks/<task_id>", response=TaskResponse, headers=("If-None-Match",), tags=TAGS, summary="One task")
+    @api("GET", "/tasks/<task_id>", allow=rule("tasks", "read"), response=TaskResponse, headers=("If-None-Match",),
+         tags=TAGS, summary="One task")
     def get_task(self, request, task_id):
         task = self.notifications.get_task(task_id)
         if if_none_match_version(request) == task["version"]:
             return Reply(status=304, headers={"ETag": etag(task["version"])})
         return _with_etag(task)
 
-    @api("PATCH", "/tasks/<task_id>", body=TaskUpdateRequest, response=TaskResponse, headers=("If-Match",),
-         tags=TAGS, summary="Change some fields of an open task",
+    @api("PATCH", "/tasks/<task_id>", allow=rule("tasks", "update"), body=TaskUpdateRequest, response=TaskResponse,
+         headers=("If-Match",), tags=TAGS, summary="Change some fields of an open task",
          description="A new remind_at sets a new reminder, also when the old one was sent.")
     def update_task(self, request, task_id, body):
         team = self._assignee_team(body) if isinstance(body, dict) and "assignee_id" in body else None
         return _with_etag(self.notifications.update_task(task_id, body, if_match_version(request), team))
 
-    @api("POST", "/tasks/<task_id>/complete", response=TaskResponse, tags=TAGS, summary="Mark an open task done")
+    @api("POST", "/tasks/<task_id>/complete", allow=rule("tasks", "complete"), response=TaskResponse, tags=TAGS,
+         summary="Mark an open task done")
     def complete_task(self, request, task_id):
         return _with_etag(self.notifications.complete_task(task_id))
 
-    @api("POST", "/tasks/<task_id>/cancel", response=TaskResponse, tags=TAGS, summary="Cancel an open task")
+    @api("POST", "/tasks/<task_id>/cancel", allow=rule("tasks", "cancel"), response=TaskResponse, tags=TAGS,
+         summary="Cancel an open task")
     def cancel_task(self, request, task_id):
         return _with_etag(self.notifications.cancel_task(task_id))
 
     # --- the inbox ---------------------------------------------------------------
 
-    @api("POST", "/notifications/<notification_id>/read", response=NotificationResponse, tags=INBOX_TAGS,
-         summary="Mark one of the caller's notifications read")
+    @api("POST", "/notifications/<notification_id>/read", allow=rule("notifications", "update"),
+         response=NotificationResponse, tags=INBOX_TAGS, summary="Mark one of the caller's notifications read")
     def read_notification(self, request, notification_id):
         return self.notifications.mark_read(notification_id)
 
-    @api("POST", "/notifications/read-all", response=ReadAllResponse, tags=INBOX_TAGS,
-         summary="Mark every notification of the caller read")
+    @api("POST", "/notifications/read-all", allow=rule("notifications", "update"), response=ReadAllResponse,
+         tags=INBOX_TAGS, summary="Mark every notification of the caller read")
     def read_all_notifications(self, request):
         return self.notifications.mark_all_read()
 
-    @api("GET", "/notifications/unread-count", response=UnreadCountResponse, tags=INBOX_TAGS,
-         summary="How many of the caller's notifications are unread (the badge)")
+    @api("GET", "/notifications/unread-count", allow=rule("notifications", "read"), response=UnreadCountResponse,
+         tags=INBOX_TAGS, summary="How many of the caller's notifications are unread (the badge)")
     def unread_notifications(self, request):
         return {"unread": self.notifications.unread_count()}
 
     # --- preferences -------------------------------------------------------------
 
-    @api("GET", "/me/notification-preferences", response=PreferencesResponse, tags=INBOX_TAGS,
-         summary="The caller's channels per notification type, and quiet hours")
+    @api("GET", "/me/notification-preferences", allow=rule("notifications", "read"), response=PreferencesResponse,
+         tags=INBOX_TAGS, summary="The caller's channels per notification type, and quiet hours")
     def get_notification_preferences(self, request):
         return self.notifications.get_preferences()
 
-    @api("PUT", "/me/notification-preferences", body=PreferencesRequest, response=PreferencesResponse,
-         tags=INBOX_TAGS, summary="Replace the caller's notification preferences",
+    @api("PUT", "/me/notification-preferences", allow=rule("notifications", "update"), body=PreferencesRequest,
+         response=PreferencesResponse, tags=INBOX_TAGS, summary="Replace the caller's notification preferences",
          description="The inbox cannot be turned off; quiet hours are HH:MM in an IANA time zone and may run "
                      "over midnight.")
     def put_notification_preferences(self, request, body):

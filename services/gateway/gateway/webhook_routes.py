@@ -7,6 +7,7 @@ anyone but an admin too, so the rule does not rest on the gateway alone.
 """
 from gateway import idempotency
 from gateway.activity_routes import versioned
+from gateway.permissions import rule
 from gateway.http import API_PREFIX, Reply, api, etag, if_match_version, page_arguments
 from gateway.schemas import PageQuery
 from gateway.webhook_schemas import (
@@ -14,7 +15,6 @@ from gateway.webhook_schemas import (
     WebhookResponse, WebhookUpdateRequest,
 )
 
-ADMINS = ("admin",)
 TAGS = ("webhooks",)
 SIGNING = (
     "Each event is POSTed as its JSON envelope with the headers Content-Type: application/json, "
@@ -28,7 +28,8 @@ SIGNING = (
 
 class WebhookRoutes:
 
-    @api("POST", "/webhooks", roles=ADMINS, body=WebhookCreateRequest, response=WebhookCreatedResponse, status=201,
+    @api("POST", "/webhooks", allow=rule("webhooks", "create"), body=WebhookCreateRequest,
+         response=WebhookCreatedResponse, status=201,
          headers=(idempotency.HEADER,), tags=TAGS, summary="Subscribe a URL to events",
          description="The answer holds the secret; it is never shown again (GET shows its last characters). "
                      + SIGNING)
@@ -39,36 +40,37 @@ class WebhookRoutes:
                                            "ETag": etag(webhook["version"])})
         return self._once(request, body, create)
 
-    @api("GET", "/webhooks", roles=ADMINS, query=PageQuery, response=WebhookPage, tags=TAGS,
+    @api("GET", "/webhooks", allow=rule("webhooks", "read"), query=PageQuery, response=WebhookPage, tags=TAGS,
          summary="The webhooks, newest first")
     def list_webhooks(self, request):
         limit, cursor = page_arguments(request)
         return self.notifications.list_webhooks(limit, cursor)
 
-    @api("GET", "/webhooks/<webhook_id>", roles=ADMINS, response=WebhookResponse, headers=("If-None-Match",),
-         tags=TAGS, summary="One webhook")
+    @api("GET", "/webhooks/<webhook_id>", allow=rule("webhooks", "read"), response=WebhookResponse,
+         headers=("If-None-Match",), tags=TAGS, summary="One webhook")
     def get_webhook(self, request, webhook_id):
         return versioned(request, self.notifications.get_webhook(webhook_id))
 
-    @api("PATCH", "/webhooks/<webhook_id>", roles=ADMINS, body=WebhookUpdateRequest, response=WebhookResponse,
-         headers=("If-Match",), tags=TAGS, summary="Change a webhook",
+    @api("PATCH", "/webhooks/<webhook_id>", allow=rule("webhooks", "update"), body=WebhookUpdateRequest,
+         response=WebhookResponse, headers=("If-Match",), tags=TAGS, summary="Change a webhook",
          description="A new url (or turning allow_private_network off) is checked against SSRF again.")
     def update_webhook(self, request, webhook_id, body):
         webhook = self.notifications.update_webhook(webhook_id, body, if_match_version(request))
         return Reply(webhook, headers={"ETag": etag(webhook["version"])})
 
-    @api("DELETE", "/webhooks/<webhook_id>", roles=ADMINS, status=204, tags=TAGS,
+    @api("DELETE", "/webhooks/<webhook_id>", allow=rule("webhooks", "delete"), status=204, tags=TAGS,
          summary="Delete a webhook and its deliveries")
     def delete_webhook(self, request, webhook_id):
         self.notifications.delete_webhook(webhook_id)
 
-    @api("GET", "/webhooks/<webhook_id>/deliveries", roles=ADMINS, query=PageQuery, response=WebhookDeliveryPage,
+    @api("GET", "/webhooks/<webhook_id>/deliveries", allow=rule("webhooks", "read"), query=PageQuery,
+         response=WebhookDeliveryPage,
          tags=TAGS, summary="The webhook's deliveries, newest first, each with its attempts")
     def list_webhook_deliveries(self, request, webhook_id):
         limit, cursor = page_arguments(request)
         return self.notifications.list_webhook_deliveries(webhook_id, limit, cursor)
 
-    @api("POST", "/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver", roles=ADMINS,
+    @api("POST", "/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver", allow=rule("webhooks", "redeliver"),
          response=WebhookDeliveryResponse, tags=TAGS, summary="Send a delivery again now",
          description="Whatever became of it. 409 while it is being sent. Retries after a failure go on only "
                      "within 24 hours of the event.")
