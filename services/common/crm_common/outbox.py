@@ -17,6 +17,7 @@ from nameko.standalone.events import get_event_exchange
 from sqlalchemy import Column, Index, Integer, String, Table, Text, func, select, text, update
 
 from crm_common import jsonutil, metrics
+from crm_common.bulk import insert_rows
 from crm_common.context import RequestContext
 from crm_common.db import OUTBOX_WRITTEN, kernel_metadata
 from crm_common.events import make_envelope
@@ -63,8 +64,17 @@ def record_events(session, producer, events, context: RequestContext, version=1)
     trip of ``data``: it is what makes an import's events cost as much as its
     validation, and the stored JSON is the same.
     """
-    if not events:
+    rows = outbox_rows(producer, events, context, version)
+    if not rows:
         return []
+    insert_rows(session, outbox_table, rows)
+    session.info[OUTBOX_WRITTEN] = True
+    return [row["event_id"] for row in rows]
+
+
+def outbox_rows(producer, events, context: RequestContext, version=1):
+    """The outbox rows (dicts) of ``events`` [(event_type, data)], for ``record_events`` or for
+    a caller that holds events back in a table of its own and moves them here later."""
     now = utcnow()
     rows = []
     for event_type, data in events:
@@ -72,9 +82,7 @@ def record_events(session, producer, events, context: RequestContext, version=1)
         envelope["data"] = data
         rows.append({"event_id": envelope["event_id"], "event_type": event_type,
                      "payload": jsonutil.dumps(envelope), "created_at": now, "attempts": 0})
-    session.execute(outbox_table.insert(), rows)
-    session.info[OUTBOX_WRITTEN] = True
-    return [row["event_id"] for row in rows]
+    return rows
 
 
 def context_headers(envelope):

@@ -14,10 +14,17 @@ a live customer, or with an earlier row of the same file, is a duplicate and
 Speed (the goal: 100,000 rows in under a minute): rows are handled in
 chunks of 1000; each chunk looks up its external ids and duplicate keys in
 one query per kind of key, and writes its new customers, tags, identifiers,
-history and events with one bulk INSERT per table, while the next chunk is
-being validated (``ChunkWriter``). Updates (rarer) go through
-``CustomerBook.update`` one by one. What remains is per-row validation by the
-core's schemas, which is most of the time (see loadtests/bench/import_customers.py).
+history and events in bulk (``crm_common.bulk.insert_rows``: COPY on
+PostgreSQL outside eventlet, i.e. in the import runner), while the next chunk
+is being validated (``ChunkWriter``). Validation takes a fast path for plain
+rows (``customers.import_fastpath``, which builds exactly what the core's
+schemas and ``CustomerBook.prepare`` build, and sends every row it is not sure
+of through them). A background job holds its customer.imported events back
+(``import_job_events``) and moves them to the outbox in the transaction that
+ends the job, so the consumers catch up after the import instead of
+competing with its writes. Updates (rarer) go through ``CustomerBook.update``
+one by one, and their events go out at once (consumers order snapshots by
+version). See loadtests/bench/import_customers.py.
 
 Plain Python over SQLAlchemy sessions; nothing here knows about nameko.
 """
@@ -32,22 +39,27 @@ from datetime import timedelta
 from functools import partial
 from itertools import islice
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, literal, select, update
 
+from crm_common.bulk import insert_rows
 from crm_common.context import RequestContext
+from crm_common.db import OUTBOX_WRITTEN
 from crm_common.errors import CrmError, NotFound, ValidationFailed
 from crm_common.metrics import count_after_commit
-from crm_common.outbox import record_events
+from crm_common.outbox import outbox_rows, outbox_table, record_events
 from crm_common.types import new_id, utcnow
 from crm_common.validation import load
 
 from crm_common import tabular
 from customers.domain import PRODUCER, CustomerBook, diff, to_dict
+from customers.import_fastpath import prepare_fast
 from customers.import_schemas import CUSTOM_PREFIX, LIST_FIELDS, ImportJobOut, ImportOptions, is_importable
 from customers.custom_fields import CustomFieldCatalogue
 from customers.metrics import CUSTOMERS_IMPORTED
-from customers.models import Customer, CustomerHistory, CustomerIdentifier, CustomerTag, ImportJob
-from customers.schemas import CustomerUpdate
+from customers.models import (
+    Customer, CustomerHistory, CustomerIdentifier, CustomerTag, ImportJob, ImportJobEvent,
+)
+from customers.schemas import CustomerUpdate, default_phone_region
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +73,8 @@ MAX_REJECTED_ENTRIES = 1000
 ABANDONED_AFTER = timedelta(minutes=10)
 # New customers per customer.imported event (a few hundred KB of JSON).
 IMPORTED_EVENT_BATCH = 500
+# What an outbox row keeps while it is held back in import_job_events.
+HELD_COLUMNS = ("event_id", "event_type", "payload", "created_at")
 # Several values in one cell: "a@x.cn; b@x.cn", "vip，华东" (Chinese comma and semicolon too).
 LIST_SEPARATORS = re.compile(r"[,;/，；]")
 TRUE_WORDS = ("true", "yes", "y", "1", "是", "真")
@@ -217,21 +231,31 @@ def owner_team(context, owner_teams, data):
 def prepare_rows(book, fields, owner_teams, numbered_rows):
     """Validate rows as CustomerBook.create would: ([PreparedRow], [(row number, ValidationFailed)]).
     Reads nothing but the custom field definitions; writes nothing."""
-    definitions = CustomFieldCatalogue(book.session, book.context).definitions()
+    catalogue = CustomFieldCatalogue(book.session, book.context)
+    definitions = catalogue.definitions()
+    region = default_phone_region()
     prepared, rejected = [], []
     for count, (number, values) in enumerate(numbered_rows, 1):
         data = row_data(fields, values, definitions)
         try:
-            customer = book.prepare(data, owner_team(book.context, owner_teams, data))
+            team_id = owner_team(book.context, owner_teams, data)
+            # Plain rows (most) are checked and built without marshmallow and the ORM; the others
+            # (and every row that fails) take the full path, which gives the messages.
+            fast = prepare_fast(book.context, catalogue, data, team_id, new_id(), region)
+            if fast is None:
+                customer = book.prepare(data, team_id)
         except ValidationFailed as error:
             rejected.append((number, error))
             continue
-        customer.id, customer.version = new_id(), 1
-        prepared.append(PreparedRow(
-            number=number, data=data,
-            values={column: getattr(customer, attribute) for column, attribute in CUSTOMER_COLUMNS},
-            tags=customer.tags, identifiers=[(i.kind, i.value) for i in customer.identifiers],
-            snapshot=to_dict(customer)))
+        if fast is not None:
+            row_values, tags, identifiers, snapshot = fast
+        else:
+            customer.id, customer.version = new_id(), 1
+            row_values = {column: getattr(customer, attribute) for column, attribute in CUSTOMER_COLUMNS}
+            tags, identifiers = customer.tags, [(i.kind, i.value) for i in customer.identifiers]
+            snapshot = to_dict(customer)
+        prepared.append(PreparedRow(number=number, data=data, values=row_values, tags=tags,
+                                    identifiers=identifiers, snapshot=snapshot))
         if count % YIELD_EVERY_ROWS == 0:
             # Under eventlet: let other green threads run (RPCs, the outbox relay).
             time.sleep(0)
@@ -256,6 +280,8 @@ class Importer:
         self.seen_external = {}
         self.seen_keys = {}
         self.created_ids = set()
+        # A background job's id: its events wait in import_job_events until the job ends.
+        self.hold_events_for = None
 
     # --- per chunk -----------------------------------------------------------
 
@@ -398,20 +424,25 @@ class Importer:
             history.append({"customer_id": row.id, "action": "imported", "changes": diff({}, row.snapshot),
                             "actor_id": self.context.user_id, "actor_role": self.context.role,
                             "request_id": self.context.request_id, "occurred_at": now})
-        # Core INSERTs of plain rows (executemany with insertmanyvalues): the ORM's unit of work
-        # would cost more than the validation of the rows.
-        session.execute(insert(Customer.__table__), [row.values for row in rows])
-        if tags:
-            session.execute(insert(CustomerTag.__table__), tags)
-        if identifiers:
-            session.execute(insert(CustomerIdentifier.__table__), identifiers)
-        session.execute(insert(CustomerHistory.__table__), history)
+        # Plain rows in bulk (COPY on PostgreSQL, executemany elsewhere): the ORM's unit of work,
+        # and even INSERT ... VALUES, would cost more than the validation of the rows.
+        insert_rows(session, Customer.__table__, [row.values for row in rows])
+        insert_rows(session, CustomerTag.__table__, tags)
+        insert_rows(session, CustomerIdentifier.__table__, identifiers)
+        insert_rows(session, CustomerHistory.__table__, history)
         # One event per batch of new customers rather than customer.created and
         # customer.assigned per row: 100,000 rows would be 200,000 messages, and
         # every consumer's per-message cost would then dwarf the import itself.
-        record_events(session, PRODUCER, [
-            ("customer.imported", {"customers": [row.snapshot for row in batch]})
-            for batch in _batches(rows, IMPORTED_EVENT_BATCH)], self.context)
+        events = [("customer.imported", {"customers": [row.snapshot for row in batch]})
+                  for batch in _batches(rows, IMPORTED_EVENT_BATCH)]
+        if self.hold_events_for is None:
+            record_events(session, PRODUCER, events, self.context)
+        else:
+            # Written with the chunk, published when the job ends (release_held_events): the
+            # consumers' work then follows the import instead of competing with its writes.
+            insert_rows(session, ImportJobEvent.__table__, [
+                {"job_id": self.hold_events_for, **{key: row[key] for key in HELD_COLUMNS}}
+                for row in outbox_rows(PRODUCER, events, self.context)])
 
     def _update(self, session, book, number, data, customer_id, outcome):
         """Apply a row to the customer it matched; a row that changes nothing is skipped."""
@@ -537,12 +568,26 @@ class Imports:
 
 # --- running queued jobs (the claim loop) ------------------------------------------
 
+def release_held_events(session, job_ids):
+    """Move the events the jobs held back to the outbox, in file order, in the caller's
+    transaction (the one that ends the jobs: no event is lost, none goes out twice)."""
+    held = ImportJobEvent.__table__
+    for job_id in job_ids:
+        moved = session.execute(outbox_table.insert().from_select(
+            ["event_id", "event_type", "payload", "created_at", "attempts"],
+            select(held.c.event_id, held.c.event_type, held.c.payload, literal(utcnow(), held.c.created_at.type),
+                   literal(0)).where(held.c.job_id == job_id).order_by(held.c.id))).rowcount
+        if moved:
+            session.execute(delete(held).where(held.c.job_id == job_id))
+            session.info[OUTBOX_WRITTEN] = True
+
+
 def fail_abandoned_jobs(session_factory, now=None):
     """Mark failed the running jobs whose process died (no chunk written for ABANDONED_AFTER);
     returns how many. Their report is lost, but what they wrote stays: the error says so."""
     cutoff = (now or utcnow()) - ABANDONED_AFTER
     with session_factory() as session:
-        failed = session.execute(
+        failed_ids = session.execute(
             update(ImportJob)
             .where(ImportJob.status == "running",
                    func.coalesce(ImportJob.heartbeat_at, ImportJob.started_at) < cutoff)
@@ -550,8 +595,11 @@ def fail_abandoned_jobs(session_factory, now=None):
                 "The import stopped: the process running it ended. The rows counted in done_rows were "
                 "imported. Run the file again: rows with an external id already imported are recognised "
                 "and, with on_duplicate=skip, the others that were imported are skipped as duplicates."))
-        ).rowcount
+            .returning(ImportJob.id)
+        ).scalars().all()
+        release_held_events(session, failed_ids)
         session.commit()
+        failed = len(failed_ids)
     if failed:
         log.warning("marked %d abandoned import job(s) failed", failed)
     return failed
@@ -600,6 +648,8 @@ def run_job(session_factory, job_id, chunk_rows=CHUNK_ROWS, preparer=None):
         with session_factory() as session:
             session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
                 status="failed", error=reason, content=None, finished_at=utcnow()))
+            # What the committed chunks wrote stays: so do their events.
+            release_held_events(session, [job_id])
             session.commit()
 
 
@@ -619,6 +669,7 @@ def _run_job(session_factory, job_id, chunk_rows, make_preparer):
     table = tabular.read_table(content)
     importer = Importer(context, table.header, options["mapping"], options["on_duplicate"], options["dry_run"],
                         owner_teams)
+    importer.hold_events_for = job_id
     writer = ChunkWriter(session_factory, importer, job_id)
     done = 0
     try:
@@ -633,6 +684,7 @@ def _run_job(session_factory, job_id, chunk_rows, make_preparer):
     with session_factory() as session:
         session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
             status="done", report=importer.report, content=None, done_rows=done, finished_at=utcnow()))
+        release_held_events(session, [job_id])
         session.commit()
 
 
@@ -711,5 +763,7 @@ def fail_unfinished(session_factory, job_id, reason):
         failed = session.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == "running")
                                  .values(status="failed", error=reason, content=None,
                                          finished_at=utcnow())).rowcount
+        if failed == 1:
+            release_held_events(session, [job_id])
         session.commit()
     return failed == 1

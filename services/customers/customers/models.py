@@ -235,3 +235,19 @@ class ImportJob(Base):
     finished_at: Mapped[object | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_import_jobs_status", "status", "created_at"),)
+
+
+class ImportJobEvent(Base):
+    """An event of a running import job, held back until the job ends (then moved to the outbox
+    in the transaction that ends it): consumers catch up after the import rather than during it."""
+
+    __tablename__ = "import_job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(Uuid())
+    event_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[object] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_import_job_events_job", "job_id", "id"),)

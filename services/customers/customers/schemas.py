@@ -1,5 +1,6 @@
 """Validation of what comes in, and the shape of what goes out."""
 from datetime import timezone
+from functools import lru_cache
 
 import phonenumbers
 from marshmallow import (
@@ -24,14 +25,23 @@ def default_phone_region():
 
 def normalise_phone(value, region=None):
     """The number in E.164 (+8613800138000), or ValidationError saying what is wrong."""
+    number, error = _normalised_phone(value, region or default_phone_region())
+    if error is not None:
+        raise ValidationError(error)
+    return number
+
+
+@lru_cache(maxsize=100_000)
+def _normalised_phone(value, region):
+    """(E.164, None) or (None, message), remembered by raw value and region: phonenumbers takes
+    tens of microseconds per number, and imports repeat numbers (company switchboards...)."""
     try:
-        number = phonenumbers.parse(value, region or default_phone_region())
+        number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        raise ValidationError(f"{value!r} is not a phone number.")
+        return None, f"{value!r} is not a phone number."
     if not phonenumbers.is_valid_number(number):
-        raise ValidationError(
-            f"{value!r} is not a valid phone number; write it with its country code, e.g. +86 138 0013 8000.")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None, f"{value!r} is not a valid phone number; write it with its country code, e.g. +86 138 0013 8000."
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
 
 
 def clean_list(values):

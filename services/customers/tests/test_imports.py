@@ -4,6 +4,7 @@ import csv
 import io
 import json
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from nameko.testing.services import worker_factory
@@ -19,7 +20,7 @@ from customers import imports
 from customers.domain import CustomerBook
 from customers.exports import CustomerExport
 from customers.custom_fields import CustomFieldCatalogue
-from customers.models import Customer, CustomerHistory, CustomerIdentifier, CustomerTag, ImportJob
+from customers.models import Customer, CustomerHistory, CustomerIdentifier, CustomerTag, ImportJob, ImportJobEvent
 from customers.service import CustomersService
 
 from conftest import ALICE, BOB
@@ -289,6 +290,69 @@ def test_a_large_file_becomes_a_job_that_runs_in_committed_chunks(session, as_al
         payloads = [json.loads(p) for p in check.execute(select(outbox_table.c.payload)).scalars()]
         assert sum(len(p["data"]["customers"]) for p in payloads) == 1200 and len(payloads) == 3
     assert imports.run_queued_jobs(factory) == 0
+
+
+def held_and_published(factory):
+    with factory() as check:
+        return count(check, ImportJobEvent), count(check, outbox_table)
+
+
+def test_a_job_holds_its_events_until_it_ends_then_publishes_them_in_file_order(session, as_alice):
+    job = run_import(session, as_alice, big_file(2500))
+    factory = make_session_factory(session.get_bind())
+    seen = []
+
+    class WatchingPreparer(imports.InlinePreparer):
+        def map(self, fields, owner_teams, chunks):
+            for prepared in super().map(fields, owner_teams, chunks):
+                seen.append(held_and_published(factory))
+                yield prepared
+
+    job_id = imports.claim_next_job(factory)
+    imports.run_job(factory, job_id, preparer=partial(WatchingPreparer, factory))
+    # While the job ran, the written chunks' events waited beside them, none in the outbox.
+    assert seen[1] == (2, 0) and seen[2] == (4, 0)
+    assert held_and_published(factory) == (0, 5)
+    with factory() as check:
+        payloads = [json.loads(p) for p in check.execute(
+            select(outbox_table.c.payload).order_by(outbox_table.c.id)).scalars()]
+    names = [c["name"] for p in payloads for c in p["data"]["customers"]]
+    assert names == [f"Customer {n}" for n in range(2500)]
+
+
+def test_a_job_that_fails_midway_publishes_the_events_of_what_it_wrote(session, as_alice, monkeypatch):
+    job = run_import(session, as_alice, big_file(2500))
+    factory = make_session_factory(session.get_bind())
+    real_plan = imports.Importer.plan
+    calls = []
+
+    def plan_then_break(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real_plan(self, *args, **kwargs)
+
+    monkeypatch.setattr(imports.Importer, "plan", plan_then_break)
+    imports.run_job(factory, imports.claim_next_job(factory))
+    with factory() as check:
+        assert check.get(ImportJob, job["id"]).status == "failed"
+        assert count(check, Customer) == 2000
+    assert held_and_published(factory) == (0, 4)
+
+
+def test_a_job_whose_process_died_publishes_the_events_it_held(session, as_alice):
+    job = run_import(session, as_alice, big_file(600))
+    factory = make_session_factory(session.get_bind())
+    job_id = imports.claim_next_job(factory)
+    with factory() as writing:
+        importer = imports.Importer(as_alice, HEADER, MAPPING, "skip", False)
+        importer.hold_events_for = job_id
+        importer.run_chunk(writing, [(2, ["X1", "Held", "", "held@big.example", "", "", "", ""])])
+        writing.commit()
+    assert held_and_published(factory) == (1, 0)
+    assert imports.fail_unfinished(factory, job_id, "The import process stopped unexpectedly.")
+    assert held_and_published(factory) == (0, 1)
+    assert session.get(ImportJob, job["id"]) is not None
 
 
 def test_a_queued_job_is_claimed_once(session, as_alice):
