@@ -286,6 +286,9 @@ def load(cursor, dataset, customers, lines, opportunities, followups, contracts,
         last_writer.row(customer_id, occurred.isoformat())
     last_writer.flush()
     counts["followup_facts"], counts["customer_last_followups"] = followup_writer.count, last_writer.count
+    # What reporting.ingest keeps on each customer: its newest follow-up, or its creation.
+    cursor.execute("UPDATE customer_facts SET last_contact_at = COALESCE((SELECT last_followup_at"
+                   " FROM customer_last_followups l WHERE l.customer_id = customer_facts.customer_id), created_at)")
     print(f"  followup_facts {followup_writer.count}, customer_last_followups {last_writer.count}", flush=True)
 
     contract_writer = Writer(cursor, "contract_facts", ["contract_id", "customer_id", "owner_id", "owner_team_id",
@@ -323,7 +326,7 @@ def prepare_database(args, dataset):
     url = f"{postgres_base_url()}/{BENCH_DB}"
     params = {"customers": args.customers, "lines": args.lines, "opportunities": args.opportunities,
               "followups": args.followups, "contracts": args.contracts, "owners": args.owners, "seed": args.seed,
-              "generator": 4}
+              "generator": 5}
     admin = admin_connection()
     with admin.cursor() as cursor:
         cursor.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",

@@ -86,6 +86,7 @@ class Ingest:
             CustomerLastFollowup.customer_id == source_id)).scalar_one_or_none()
         if source_last is not None:
             self._last_followups([{"customer_id": target_id, "occurred_at": source_last}])
+            refresh_last_contact(self.session, {target_id})
 
     def _of_surviving_customers(self, records):
         """``records`` with the customer_id of a merged customer replaced by the one it was merged into."""
@@ -101,8 +102,10 @@ class Ingest:
 
     def customers(self, snapshots, deleted=False):
         """Customers as their newest version describes them; ``deleted`` for customer.deleted."""
-        return self._upsert(CustomerFact, CustomerFact.customer_id, [
+        changed = self._upsert(CustomerFact, CustomerFact.customer_id, [
             self._customer_row(snapshot, deleted) for snapshot in snapshots])
+        refresh_last_contact(self.session, {snapshot["id"] for snapshot in snapshots})
+        return changed
 
     def _customer_row(self, snapshot, deleted):
         churned_at = (snapshot["lifecycle_dates"] or {}).get("churned")
@@ -140,6 +143,7 @@ class Ingest:
         } for followup in followups]
         written = insert_many(self.session, FollowupFact, rows, ["followup_id"], overwrite=self.rebuild)
         self._last_followups(rows)
+        refresh_last_contact(self.session, {row["customer_id"] for row in rows})
         return written
 
     def _last_followups(self, rows):
@@ -322,6 +326,19 @@ class Ingest:
             "version": contract["version"],
             "refreshed_at": self.now,
         } for contract in contracts])
+
+
+def refresh_last_contact(session, customer_ids=None):
+    """Copy each customer's newest follow-up (or, without one, its creation) onto customer_facts;
+    every customer when ``customer_ids`` is None."""
+    newest = (select(CustomerLastFollowup.last_followup_at)
+              .where(CustomerLastFollowup.customer_id == CustomerFact.customer_id).scalar_subquery())
+    statement = update(CustomerFact).values(last_contact_at=func.coalesce(newest, CustomerFact.created_at))
+    if customer_ids is not None:
+        if not customer_ids:
+            return
+        statement = statement.where(CustomerFact.customer_id.in_(sorted(customer_ids)))
+    session.execute(statement.execution_options(synchronize_session=False))
 
 
 # --- what each kind of record is read with and written by (events and rebuild pages) ---

@@ -53,10 +53,14 @@ class CustomerFact(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(Integer)
     refreshed_at: Mapped[object | None] = mapped_column(UtcDateTime, default=utcnow)
+    # The newest follow-up's time, or without one the creation (customer_last_followups
+    # copied here by ingest): the customers nobody contacted lately are an index range.
+    last_contact_at: Mapped[object | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         # Summaries are scoped by owner (sales) or team (managers).
         Index("ix_customer_facts_owner", "owner_id"),
+        Index("ix_customer_facts_last_contact", "last_contact_at"),
         Index("ix_customer_facts_team", "owner_team_id"),
         Index("ix_customer_facts_created_on", "created_on"),
         Index("ix_customer_facts_churned_on", "churned_on"),

@@ -27,7 +27,7 @@ from crm_common.context import RequestContext
 from crm_common.errors import Conflict, CrmError, Forbidden, NotFound
 from crm_common.types import utcnow
 
-from reporting.ingest import ingest_page
+from reporting.ingest import ingest_page, refresh_last_contact
 from reporting.models import (
     ContractFact, CustomerFact, CustomerLastFollowup, FollowupFact, OpportunityFact, OrderFact, OrderLineFact, RebuildRun,
     StageChangeFact,
@@ -189,6 +189,7 @@ def _run(session_factory, run_id, fetch_page):
                 .execution_options(synchronize_session=False)).rowcount
             counts[f"removed_{model.__tablename__}"] = removed
         _summarise_last_followups(session)
+        refresh_last_contact(session)
         _progress(session, run_id, counts, status="done", finished_at=utcnow())
         session.commit()
     log.info("rebuild %s done: %s", run_id, counts)

@@ -515,18 +515,18 @@ class Reports:
             followups.append({"period": periods.period_label(day, granularity), "period_start": day.isoformat(),
                               "user_id": user_id, "total": sum(by_type.values()), "by_type": by_type})
 
-        # Inactive: no follow-up (or, without any, no creation) in the last ``days`` days.
-        last_contact = func.coalesce(CustomerLastFollowup.last_followup_at, CustomerFact.created_at)
-        inactive = select(CustomerFact.customer_id, CustomerFact.name, CustomerFact.owner_id,
-                          CustomerLastFollowup.last_followup_at).outerjoin(
-            CustomerLastFollowup, CustomerLastFollowup.customer_id == CustomerFact.customer_id).where(
-            CustomerFact.deleted.is_(False), last_contact < self.now - timedelta(days=filters["days"]))
-        inactive = self._scope(inactive, CustomerFact, filters)
-        # The count rides along with the first 100 rows (one scan instead of two); no rows, no count.
+        # Inactive: no follow-up (or, without any, no creation) in the last ``days`` days. ingest keeps
+        # that moment on customer_facts (last_contact_at): the oldest come off ix_customer_facts_last_contact.
+        quiet = self._scope(select(CustomerFact.customer_id).where(
+            CustomerFact.deleted.is_(False),
+            CustomerFact.last_contact_at < self.now - timedelta(days=filters["days"])), CustomerFact, filters)
+        count = self.session.execute(select(func.count()).select_from(quiet.subquery())).scalar_one()
+        first = quiet.add_columns(CustomerFact.name, CustomerFact.owner_id, CustomerFact.last_contact_at).order_by(
+            CustomerFact.last_contact_at, CustomerFact.customer_id).limit(MAX_ITEMS).subquery()
         items = self.session.execute(
-            inactive.add_columns(func.count().over().label("total"))
-            .order_by(last_contact, CustomerFact.customer_id).limit(MAX_ITEMS)).all()
-        count = items[0].total if items else 0
+            select(first.c.customer_id, first.c.name, first.c.owner_id, CustomerLastFollowup.last_followup_at)
+            .outerjoin(CustomerLastFollowup, CustomerLastFollowup.customer_id == first.c.customer_id)
+            .order_by(first.c.last_contact_at, first.c.customer_id)).all() if count else []
         return {
             "from": date_from.isoformat(), "to": date_to.isoformat(), "granularity": granularity,
             "followups": followups,
@@ -534,7 +534,7 @@ class Reports:
                 "days": filters["days"], "count": count,
                 "items": [{"customer_id": customer_id, "name": name, "owner_id": owner_id,
                            "last_followup_at": _iso(last_followup_at)}
-                          for customer_id, name, owner_id, last_followup_at, _ in items],
+                          for customer_id, name, owner_id, last_followup_at in items],
             },
         }
 

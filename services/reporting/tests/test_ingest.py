@@ -274,3 +274,20 @@ def test_a_merge_moves_the_sources_facts_and_later_ones_to_the_target(session, o
     apply(session, envelope("order.placed", another))
     assert session.get(OrderFact, another["id"]).customer_id == third
     assert session.get(OrderFact, placed["id"]).customer_id == third
+
+
+def test_last_contact_is_the_newest_followup_or_the_creation_whatever_arrives_first(
+        session, customer, followup, envelope):
+    early, late = customer(), customer()
+    apply(session, envelope("customer.created", early))
+    assert session.get(CustomerFact, early["id"]).last_contact_at == datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+    apply(session, envelope("followup.logged", followup(customer_id=early["id"],
+                                                        occurred_at="2026-11-20T10:00:00+00:00")))
+    assert session.get(CustomerFact, early["id"]).last_contact_at == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+
+    # The follow-up overtakes its customer's creation; a later update keeps the contact time.
+    apply(session, envelope("followup.logged", followup(customer_id=late["id"],
+                                                        occurred_at="2026-11-21T10:00:00+00:00")))
+    apply(session, envelope("customer.created", late))
+    apply(session, envelope("customer.updated", dict(late, version=2, name="Renamed")))
+    assert session.get(CustomerFact, late["id"]).last_contact_at == datetime(2026, 11, 21, 10, tzinfo=timezone.utc)

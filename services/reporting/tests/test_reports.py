@@ -25,6 +25,7 @@ from reporting.models import (
     Base,
     ContractFact, CustomerFact, CustomerLastFollowup, FollowupFact, OpportunityFact, OrderFact,
     OrderLineFact, StageChangeFact)
+from reporting.ingest import refresh_last_contact
 from reporting.reports import Reports
 from reporting.service import ReportingService
 
@@ -91,7 +92,8 @@ def add_customer(session, owner=ALICE, stage="lead", created=date(2026, 11, 2), 
     values = {"name": "Acme", "region": "east", "industry": "retail", "tier": "A", "source": "web", **attributes}
     row = CustomerFact(customer_id=values.pop("id", None) or new_id(), owner_id=owner,
                        owner_team_id=TEAMS.get(owner), lifecycle_stage=stage, created_at=at(created),
-                       created_on=created, churned_on=churned_on, deleted=deleted, version=1, **values)
+                       created_on=created, churned_on=churned_on, deleted=deleted, version=1,
+                       last_contact_at=at(created), **values)
     session.add(row)
     session.flush()
     return row.customer_id
@@ -150,6 +152,7 @@ def add_followup(session, customer_id, occurred, logged_by=ALICE, kind="call", o
     elif last.last_followup_at < occurred:
         last.last_followup_at = occurred
     session.flush()
+    refresh_last_contact(session, {customer_id})  # as reporting.ingest does
 
 
 def add_contract(session, status, value, end, owner=ALICE, currency="CNY", title="Support"):
