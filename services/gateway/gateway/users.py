@@ -109,7 +109,9 @@ class UserDirectory:
         """An admin changes a user's name, role, team, language or status.
 
         The last active admin can neither lose the role nor be deactivated:
-        nobody could manage users any more.
+        nobody could manage users any more. A new role or team, or a
+        deactivation, signs the user out everywhere: their access tokens carry
+        the old role and team, and must not keep them for their remaining minutes.
         """
         changes = load(UserUpdateRequest, data)
         user = self.get(user_id)
@@ -117,7 +119,11 @@ class UserDirectory:
         if user.role == "admin" and user.active and loses_admin and not self._other_active_admin(user.id):
             raise Conflict("This is the last active admin: make another admin first.",
                            {"role" if "role" in changes else "active": ["The last active admin must stay one."]})
-        return self._update(user_id, changes, expected_version)
+        before = (user.role, user.team_id, user.active)
+        user = self._update(user_id, changes, expected_version)
+        if (user.role, user.team_id, user.active) != before:
+            SessionRevocations(self.session).revoke_others(user.id, keep_session_id=None)
+        return user
 
     def _update(self, user_id, changes, expected_version):
         user = self.get(user_id)

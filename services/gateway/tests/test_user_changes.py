@@ -9,7 +9,7 @@ from crm_common.context import RequestContext
 from crm_common.errors import Conflict, NotFound, Unauthorized, ValidationFailed, VersionMismatch
 from crm_common.outbox import outbox_table
 
-from gateway.auth import AccessTokens, SignIn
+from gateway.auth import AccessTokens, SessionRevocations, SignIn
 from gateway.users import UserDirectory, ensure_first_admin
 
 from gateway_support import JWT_SECRET, assert_problem
@@ -93,6 +93,27 @@ def test_an_admin_changes_role_team_and_status_and_an_inactive_user_cannot_sign_
         sign_in.login("bea@example.com", "twelve chars!")
     with pytest.raises(NotFound):
         directory.update("00000000-0000-4000-8000-000000000000", {"name": "Nobody"})
+
+
+@pytest.mark.parametrize("change", [{"role": "manager"}, {"team_id": "west"}, {"active": False}])
+def test_a_new_role_team_or_deactivation_signs_the_user_out_everywhere(session, passwords, directory, change):
+    user = directory.create(BEA)
+    session.commit()
+    tokens = AccessTokens(JWT_SECRET, is_revoked=SessionRevocations(session).is_revoked)
+    sign_in = SignIn(session, passwords, tokens)
+    first, second = sign_in.login("bea@example.com", "twelve chars!"), sign_in.login("bea@example.com", "twelve chars!")
+    session.commit()
+    directory.update(user.id, {"name": "Bea B."})  # a new name changes nothing about access
+    session.commit()
+    assert tokens.verify(first.access_token).user_id == user.id
+
+    directory.update(user.id, change)
+    session.commit()
+    for pair in (first, second):
+        with pytest.raises(Unauthorized):
+            tokens.verify(pair.access_token)
+        with pytest.raises(Unauthorized):
+            sign_in.refresh(pair.refresh_token)
 
 
 def test_the_last_active_admin_can_neither_be_demoted_nor_deactivated(directory):
