@@ -35,7 +35,7 @@ from gateway.http import (
 )
 from gateway.openapi import DOCS_CSP, DOCS_PAGE, build_openapi
 from gateway.readiness import SERVICES, check_readiness
-from gateway.rpc import BoundedRpcProxy, broker_is_up
+from crm_common.rpc import BoundedRpcProxy, broker_is_up
 from gateway.schemas import (
     LoginRequest, NotificationPage, PageQuery,
     ReadinessResponse, RefreshRequest, TokenPairResponse, UserCreateRequest, UserPage, UserResponse,

@@ -6,7 +6,7 @@ from unittest.mock import Mock
 
 from kombu import Connection
 
-from gateway.rpc import BoundedRpcProxy, ForgettingReplyListener
+from crm_common.rpc import BoundedRpcProxy, ForgettingReplyListener
 
 from gateway_fakes import ALL, FakeCustomers, FakeNotifications, FakeReporting
 from gateway_support import assert_problem, wait_for
@@ -210,7 +210,7 @@ def test_broker_down_is_reported(gateway, monkeypatch):
 
 
 def test_broker_check_against_a_closed_port():
-    from gateway.rpc import broker_is_up
+    from crm_common.rpc import broker_is_up
 
     started = time.monotonic()
     assert not broker_is_up("amqp://guest:guest@127.0.0.1:1//", 1.0)

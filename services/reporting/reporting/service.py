@@ -5,8 +5,6 @@
 - reporting.consistency compares their totals with the sources';
 - reporting.reports answers the reports, as JSON or as a CSV/XLSX file.
 """
-import eventlet
-from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from crm_common.entrypoints import rpc
@@ -14,8 +12,8 @@ from crm_common.entrypoints import rpc
 from crm_common.consumer import event_handler
 from crm_common.context import Context, RequestContext, RunAs
 from crm_common.db import Database, make_session_factory
-from crm_common.errors import GatewayTimeout
 from crm_common.metrics import Metrics
+from crm_common.rpc import BoundedRpcProxy
 from crm_common.ops import OpsEndpoints
 
 from reporting.reports import Reports
@@ -27,18 +25,10 @@ SALES = "sales"
 
 # How often an idle instance looks for a rebuild run to do.
 REBUILD_POLL_SECONDS = 2.0
-# A service's RpcProxy waits forever: each page of a rebuild and each totals call is bounded.
+# Each page of a rebuild and each totals call may take this long (a page is
+# hundreds of records, not one user's request).
 SOURCE_CALL_TIMEOUT = 60
 REBUILD_PAGE_SIZE = 500
-
-
-def _bounded(service, call):
-    """``call()`` within SOURCE_CALL_TIMEOUT, else a 504 naming the service that did not answer."""
-    try:
-        with eventlet.Timeout(SOURCE_CALL_TIMEOUT):
-            return call()
-    except eventlet.Timeout:
-        raise GatewayTimeout(f"The {service} service did not answer in {SOURCE_CALL_TIMEOUT} s.")
 
 
 class ReportingService(OpsEndpoints):
@@ -47,8 +37,8 @@ class ReportingService(OpsEndpoints):
     db = Database(migrations="reporting.migrations")
     context = Context()
     metrics = Metrics()
-    customers = RpcProxy(CUSTOMERS)
-    sales = RpcProxy(SALES)
+    customers = BoundedRpcProxy(CUSTOMERS, timeout=SOURCE_CALL_TIMEOUT)
+    sales = BoundedRpcProxy(SALES, timeout=SOURCE_CALL_TIMEOUT)
     run_as = RunAs()
 
     # --- read models: event handlers (reporting.ingest) ----------------------
@@ -137,14 +127,12 @@ class ReportingService(OpsEndpoints):
 
     def _fetch_page(self, service, kind, cursor):
         proxy = self.customers if service == CUSTOMERS else self.sales
-        return _bounded(service, lambda: proxy.reporting_page(kind, cursor=cursor, limit=REBUILD_PAGE_SIZE))
+        return proxy.reporting_page(kind, cursor=cursor, limit=REBUILD_PAGE_SIZE)
 
     @rpc
     def consistency(self):
         consistency.require_admin(self.context)
-        customers_totals = _bounded(CUSTOMERS, self.customers.reporting_totals)
-        sales_totals = _bounded(SALES, self.sales.reporting_totals)
-        return consistency.consistency(self.db, customers_totals, sales_totals)
+        return consistency.consistency(self.db, self.customers.reporting_totals(), self.sales.reporting_totals())
 
     # --- reports (reporting.reports) -----------------------------------------
 

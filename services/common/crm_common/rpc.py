@@ -1,7 +1,7 @@
-"""RPC to the services, bounded in time.
+"""RPC to the services, bounded in time (the gateway's calls, reporting's calls to its sources).
 
 In nameko 2.14.1 a service's ``RpcProxy`` waits for a reply forever. Here
-every call is bounded by CRM_RPC_TIMEOUT (eventlet.Timeout around publish and
+every call is bounded by CRM_RPC_TIMEOUT (or the proxy's own timeout) (eventlet.Timeout around publish and
 wait), and the request message carries the same time as its AMQP expiration,
 so a request nobody picked up in time is dropped by RabbitMQ instead of
 running after the caller has given up. A service that does not answer, or
