@@ -139,5 +139,5 @@ bench: venv rabbitmq postgres ## run the benchmarks (each starts its own system 
 	.venv/bin/python loadtests/bench/report_freshness.py --rate $(or $(WRITE_RATE),200) --seconds $(or $(WRITE_SECONDS),60) || missed="$$missed report_freshness"; \
 	if [ -n "$$missed" ]; then echo "make bench: missed its goal or failed:$$missed" >&2; exit 1; fi
 
-clean: down ## stop the services and delete var/ (databases, logs, generated secrets)
+clean: down ## stop the services and delete var/ (databases, logs, generated secrets, the data-key file: back up var/data-keys.json first if any database is kept)
 	rm -rf var

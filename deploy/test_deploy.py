@@ -360,7 +360,7 @@ def test_config_comes_from_a_configmap_and_a_secret(rendered):
         if overlay == "dev":
             secret = by_kind["Secret"][secret_ref]["data"]
             # Database credentials come from CloudNativePG, never from crm-secrets.
-            assert set(secret) == {"CRM_JWT_SECRET", "CRM_ADMIN_PASSWORD"}
+            assert set(secret) == {"CRM_JWT_SECRET", "CRM_ADMIN_PASSWORD", "CRM_DATA_KEYS", "CRM_BLIND_INDEX_KEY"}
         else:
             assert secret_ref == "crm-secrets"  # created out of band, never in the repository
             assert "Secret" not in by_kind

@@ -21,6 +21,14 @@ command -v curl >/dev/null || die "curl is missing: run 'make rabbitmq' (it inst
 mkdir -p "$CRM_VAR_DIR"
 mkdir -p var
 
+# One keyring for every service process (personal data is encrypted at rest):
+# the key file is made here, before any migration or service needs it, unless
+# the keys come from CRM_DATA_KEYS. Losing it loses the encrypted data.
+if [[ -z ${CRM_DATA_KEYS:-} ]]; then
+    keys_note=$(.venv/bin/python -m crm_common.crmctl keys init) || die "creating the data-key file failed"
+    log "$keys_note"
+fi
+
 print_log_tails() {
     local svc
     for svc in "${CRM_SERVICES[@]}"; do

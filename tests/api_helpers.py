@@ -1,6 +1,8 @@
 """What the end-to-end tests share besides fixtures: test data that never collides
-across tests, and the check of a problem+json answer."""
+across tests, users of a role, and the check of a problem+json answer."""
 import secrets
+
+from crm_common.testing_system import login, wait_until
 
 PROBLEM = "application/problem+json"
 
@@ -23,3 +25,26 @@ def assert_problem(response, status, field=None):
     if field:
         assert field in body["errors"], body
     return body
+
+
+def new_user(system, admin, role, team_id="east"):
+    """A user of ``role`` in ``team_id``, signed in (``api.user`` is their record)."""
+    email = f"{role}-{secrets.token_hex(3)}@e2e.example"
+    password = "a long enough password " + secrets.token_hex(2)
+    created = admin.post("/users", json={"email": email, "name": f"{role.title()} {secrets.token_hex(2)}",
+                                         "role": role, "team_id": team_id, "password": password})
+    assert created.status_code == 201, created.text
+    api = login(system, email, password)
+    api.user = created.json()
+    return api
+
+
+def once_sales_knows(post):
+    """``post()`` retried while the customer has not reached sales' replica yet (it arrives by
+    event; until then sales answers 422 on customer_id); returns the last response."""
+    def attempt():
+        response = post()
+        if response.status_code == 422 and "customer_id" in response.json().get("errors", {}):
+            return None
+        return response
+    return wait_until(attempt, 15, interval=0.2, message="sales to know the customer")

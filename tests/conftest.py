@@ -4,9 +4,9 @@ Each test session gets its own RabbitMQ vhost and its own PostgreSQL
 databases (crm_common.testing_system), and starts every service as a
 separate `nameko run` process, as in production.
 """
-import secrets
-
 import pytest
+
+from api_helpers import new_user
 
 from crm_common.testing_system import (  # noqa: F401 (tests import Api and wait_until from here)
     ADMIN_EMAIL, ADMIN_PASSWORD, Api, login, running_system, wait_until,
@@ -28,12 +28,5 @@ def admin(system):
 def make_user(system, admin):
     """Create a user with a role and log in as them."""
     def make(role, team_id="east"):
-        email = f"{role}-{secrets.token_hex(3)}@e2e.example"
-        password = "a long enough password " + secrets.token_hex(2)
-        created = admin.post("/users", json={"email": email, "name": f"{role.title()} User",
-                                             "role": role, "team_id": team_id, "password": password})
-        assert created.status_code == 201, created.text
-        api = login(system, email, password)
-        api.user = created.json()
-        return api
+        return new_user(system, admin, role, team_id)
     return make

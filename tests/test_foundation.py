@@ -160,7 +160,7 @@ def _published_envelope(system, customer_id, event_type):
         cursor.execute("SELECT payload FROM crm_outbox WHERE event_type = %s "
                        "AND published_at IS NOT NULL", (event_type,))
         for (payload,) in cursor.fetchall():
-            envelope = json.loads(payload)
+            envelope = json.loads(system.decrypt(payload))
             if envelope["data"]["id"] == customer_id:
                 return envelope
     raise AssertionError(f"no published {event_type} for {customer_id}")

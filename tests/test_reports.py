@@ -17,8 +17,8 @@ import openpyxl
 import psycopg2
 import pytest
 
-from api_helpers import assert_problem, unique
-from conftest import login, wait_until
+from api_helpers import assert_problem, new_user, once_sales_knows, unique
+from conftest import wait_until
 
 SETTLE_SECONDS = 30
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -39,25 +39,8 @@ def next_month_day(day):
 
 # --- making the records ---------------------------------------------------------------
 
-def new_user(system, admin, role, team_id):
-    email = f"report-{role}-{secrets.token_hex(3)}@e2e.example"
-    password = "a long enough password " + secrets.token_hex(2)
-    created = admin.post("/users", json={"email": email, "name": f"{role.title()} {secrets.token_hex(2)}",
-                                         "role": role, "team_id": team_id, "password": password})
-    assert created.status_code == 201, created.text
-    api = login(system, email, password)
-    api.user = created.json()
-    return api
-
-
 def until_sales_knows_customer(post):
-    """``post()`` retried while the customer has not reached sales' replica yet (422 on customer_id)."""
-    def attempt():
-        response = post()
-        if response.status_code == 422 and "customer_id" in response.json().get("errors", {}):
-            return None
-        return response
-    response = wait_until(attempt, 15, interval=0.2, message="sales to know the customer")
+    response = once_sales_knows(post)
     assert response.status_code == 201, response.text
     return response.json()
 

@@ -44,7 +44,7 @@ def sales_outbox(system, event_type, contract_id):
     dsn = system.env["CRM_SALES_DB_URL"].replace("+psycopg2", "")
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT payload FROM crm_outbox WHERE event_type = %s", (event_type,))
-        return [envelope for envelope in (json.loads(payload) for (payload,) in cursor.fetchall())
+        return [envelope for envelope in (json.loads(system.decrypt(payload)) for (payload,) in cursor.fetchall())
                 if envelope["data"]["id"] == contract_id]
 
 

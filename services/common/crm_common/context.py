@@ -18,8 +18,12 @@ USER_ID = "user_id"
 USER_ROLE = "user_role"
 TEAM_ID = "team_id"
 LANGUAGE = "language"
+# Where the request came from, for the audit trail: the client address the
+# gateway saw (honouring CRM_TRUSTED_PROXIES) and the API key it used, if any.
+CLIENT_IP = "client_ip"
+API_KEY_ID = "api_key_id"
 
-CONTEXT_KEYS = (REQUEST_ID, USER_ID, USER_ROLE, TEAM_ID, LANGUAGE)
+CONTEXT_KEYS = (REQUEST_ID, USER_ID, USER_ROLE, TEAM_ID, LANGUAGE, CLIENT_IP, API_KEY_ID)
 
 ROLES = ("admin", "manager", "sales", "support", "viewer")
 
@@ -31,6 +35,8 @@ class RequestContext:
     role: str | None = None
     team_id: str | None = None
     language: str = "en"
+    client_ip: str | None = None
+    api_key_id: str | None = None
 
     @classmethod
     def from_context_data(cls, data):
@@ -40,6 +46,8 @@ class RequestContext:
             role=data.get(USER_ROLE),
             team_id=data.get(TEAM_ID),
             language=data.get(LANGUAGE) or "en",
+            client_ip=data.get(CLIENT_IP),
+            api_key_id=data.get(API_KEY_ID),
         )
 
     @classmethod
@@ -54,6 +62,8 @@ class RequestContext:
             USER_ROLE: self.role,
             TEAM_ID: self.team_id,
             LANGUAGE: self.language,
+            CLIENT_IP: self.client_ip,
+            API_KEY_ID: self.api_key_id,
         }
         return {key: value for key, value in data.items() if value is not None}
 

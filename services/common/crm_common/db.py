@@ -8,11 +8,12 @@ would acknowledge writes that might still fail.) An exception rolls back.
 import logging
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import create_engine, event, MetaData
+from sqlalchemy import create_engine, event, MetaData, text
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from crm_common.config import db_url, env_bool
+from crm_common.config import db_url, env, env_bool
+from crm_common.errors import QueryTimeout
 from crm_common.metrics import time_statements
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,27 @@ kernel_metadata = MetaData()
 OUTBOX_WRITTEN = "crm_outbox_written"
 
 
-def make_engine(url, pool_size=10):
-    """An engine tuned for the backend: SQLite files get WAL and a busy timeout."""
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
+QUERY_CANCELED = "57014"
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
+# What allow_long_statements grants a transaction of an admin job (a rebuild's final sweep).
+DEFAULT_LONG_STATEMENT_TIMEOUT_MS = 600_000
+
+
+def statement_timeout_ms():
+    """CRM_STATEMENT_TIMEOUT_MS: the longest a single statement may run (0: no limit)."""
+    return env("CRM_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)
+
+
+def make_engine(url, pool_size=10, statement_timeout=None):
+    """An engine tuned for the backend: SQLite files get WAL and a busy timeout.
+
+    On PostgreSQL every connection gets a statement_timeout (``statement_timeout``
+    ms, else CRM_STATEMENT_TIMEOUT_MS; 0 turns it off, as migrations do), so a
+    runaway query (a filter no index serves, a huge page) is cancelled by the
+    server instead of holding a worker and a connection; the cancellation is
+    raised as QueryTimeout (503), not as a bare driver error.
+    """
     if url.startswith("sqlite"):
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
         engine = create_engine(
@@ -44,7 +64,39 @@ def make_engine(url, pool_size=10):
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    timeout = statement_timeout_ms() if statement_timeout is None else statement_timeout
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                           connect_args={"options": f"-c statement_timeout={int(timeout)}"})
+    event.listen(engine, "handle_error", _raise_query_timeout)
+    return engine
+
+
+def _raise_query_timeout(context):
+    """A statement PostgreSQL cancelled for its time limit becomes QueryTimeout.
+
+    Raised from the handler, it replaces SQLAlchemy's OperationalError (the
+    driver error stays chained as its cause), so the service's caller gets a
+    typed error it can answer 503 to. Other cancellations (pg_cancel_backend)
+    share the SQLSTATE and are, to the caller, the same thing.
+    """
+    if getattr(context.original_exception, "pgcode", None) == QUERY_CANCELED:
+        raise QueryTimeout("The database cancelled a query that ran longer than its time limit; "
+                           "narrow the request (filters, a smaller page) or try again later.")
+
+
+def allow_long_statements(session, timeout_ms=None):
+    """Lift the statement time limit for the rest of ``session``'s current transaction.
+
+    For admin jobs whose single statements legitimately scan whole tables
+    (a report rebuild's sweep and summaries): SET LOCAL ends with the
+    transaction, so the pooled connection goes back with the normal limit.
+    CRM_LONG_STATEMENT_TIMEOUT_MS (default 10 minutes). No-op on SQLite.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    timeout = timeout_ms if timeout_ms is not None else env(
+        "CRM_LONG_STATEMENT_TIMEOUT_MS", DEFAULT_LONG_STATEMENT_TIMEOUT_MS, int)
+    session.execute(text(f"SET LOCAL statement_timeout = {int(timeout)}"))
 
 
 def make_session_factory(engine):
@@ -57,12 +109,16 @@ class Database(DependencyProvider):
 
     ``migrations`` names the service's alembic package; the schema is brought
     to head when the service starts (CRM_MIGRATE_ON_START, on by default).
+    ``metadata`` is the service's own MetaData (its models' ``Base.metadata``):
+    service-wide jobs such as re-encrypting data under a new key
+    (crm_common.ops) find the service's tables there.
     After a commit that wrote outbox rows, the outbox relay is woken so events
     go out at once instead of at the next poll.
     """
 
-    def __init__(self, migrations=None):
+    def __init__(self, migrations=None, metadata=None):
         self.migrations = migrations
+        self.metadata = metadata
         self.sessions = {}
         self.relay = None
 
@@ -77,6 +133,10 @@ class Database(DependencyProvider):
         self.engine = make_engine(self.url, pool_size=self.container.max_workers + 2)
         time_statements(self.engine, service_name)
         self.Session = make_session_factory(self.engine)
+        from crm_common.audit import install_audit_listener
+
+        # Changes to the models the service registered with audit_model are audited on flush.
+        install_audit_listener(self.Session)
 
         from crm_common.outbox import OutboxRelay
 
@@ -93,7 +153,11 @@ class Database(DependencyProvider):
         self.relay.stop()
 
     def get_dependency(self, worker_ctx):
+        from crm_common.audit import AUDIT_CONTEXT, context_from_worker_data
+
         session = self.Session()
+        # Read lazily at flush time: RunAs may switch the worker's actor after this.
+        session.info[AUDIT_CONTEXT] = lambda: context_from_worker_data(worker_ctx.data)
         self.sessions[worker_ctx] = session
         return session
 

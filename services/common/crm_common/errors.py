@@ -89,6 +89,12 @@ class ServiceUnavailable(CrmError):
 
 
 @deserialize_to_instance
+class QueryTimeout(ServiceUnavailable):
+    """The database cancelled a query for running past CRM_STATEMENT_TIMEOUT_MS."""
+    code, title = "query_timeout", "The query took too long"
+
+
+@deserialize_to_instance
 class GatewayTimeout(CrmError):
     status, code, title = 504, "service_timeout", "A service did not answer in time"
 

@@ -54,7 +54,8 @@ def _migration_lock(connection):
 
 def upgrade(migrations_package, url, revision="head"):
     config = alembic_config(migrations_package, url)
-    engine = make_engine(url)
+    # No statement time limit: a migration may rewrite or index a whole table.
+    engine = make_engine(url, statement_timeout=0)
     try:
         with engine.connect() as connection:
             with _migration_lock(connection):
@@ -74,7 +75,7 @@ def run_env(service_metadata):
         _run_migrations(connection, target_metadata)
         return
     # Run by the alembic command line: open (and close) our own connection.
-    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(context.config.get_main_option("sqlalchemy.url"), statement_timeout=0)
     try:
         with engine.connect() as connection:
             _run_migrations(connection, target_metadata)
@@ -133,7 +134,7 @@ def main(argv):
         print(f"{service}: database at head")
     elif action == "current":
         config = alembic_config(package, url)
-        engine = make_engine(url)
+        engine = make_engine(url, statement_timeout=0)
         try:
             with engine.connect() as connection:
                 config.attributes["connection"] = connection

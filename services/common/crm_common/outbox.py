@@ -8,17 +8,21 @@ goes out on the next pass. A crash between publish and marking can publish a
 row twice, which is why every consumer is idempotent.
 """
 import logging
+import time
+from datetime import timedelta
 
 import eventlet
 from eventlet.event import Event
 from nameko.amqp.publish import Publisher
 from nameko.constants import HEADER_PREFIX
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import Column, Index, Integer, String, Table, Text, func, select, text, update
+from sqlalchemy import Column, Index, Integer, String, Table, Text, delete, func, select, text, update
 
 from crm_common import jsonutil, metrics
 from crm_common.bulk import insert_rows
+from crm_common.config import env
 from crm_common.context import RequestContext
+from crm_common.crypto import EncryptedText
 from crm_common.db import OUTBOX_WRITTEN, kernel_metadata
 from crm_common.events import make_envelope
 from crm_common.types import UtcDateTime, utcnow
@@ -31,7 +35,10 @@ outbox_table = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("event_id", String(36), nullable=False, unique=True),
     Column("event_type", String(100), nullable=False),
-    Column("payload", Text, nullable=False),
+    # Events carry customer snapshots (phones, emails): sealed at rest like the columns they
+    # come from. Stored as text either way, so the schema is unchanged; bulk.insert_rows runs
+    # the type's bind processing on its COPY path too, and the relay reads it decrypted.
+    Column("payload", EncryptedText, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
@@ -132,6 +139,53 @@ def publish_pending(session, publish, batch_size=200):
     return len(sent_ids)
 
 
+# Published rows are kept this long (CRM_OUTBOX_RETENTION_HOURS) for diagnosis, then purged:
+# they hold customer snapshots, and erasing a person scans them (customers.personal_data).
+DEFAULT_RETENTION_HOURS = 72.0
+PURGE_INTERVAL_SECONDS = 600.0
+PURGE_BATCH = 5000
+
+
+def retention_hours():
+    return env("CRM_OUTBOX_RETENTION_HOURS", DEFAULT_RETENTION_HOURS, float)
+
+
+def purge_published(session, older_than, batch_size=PURGE_BATCH):
+    """Delete rows published before ``older_than``, a batch per transaction; how many.
+    Pending rows are never touched."""
+    total = 0
+    while True:
+        ids = session.execute(
+            select(outbox_table.c.id)
+            .where(outbox_table.c.published_at.is_not(None), outbox_table.c.published_at < older_than)
+            .order_by(outbox_table.c.id).limit(batch_size)).scalars().all()
+        if not ids:
+            return total
+        total += session.execute(delete(outbox_table).where(outbox_table.c.id.in_(ids))).rowcount
+        session.commit()
+
+
+def delete_published_mentioning(session, texts, batch_size=500):
+    """Delete the already published rows whose payload contains one of ``texts`` (e.g. the id of
+    a customer whose data was erased); how many. Payloads may be encrypted at rest, so rows are
+    read (decrypted by the column type) in batches and matched here, not in SQL. Pending rows
+    stay: they still have to go out. The retention purge above bounds the scan."""
+    texts = [str(text_) for text_ in texts if text_]
+    deleted, last_id = 0, 0
+    while texts:
+        rows = session.execute(
+            select(outbox_table.c.id, outbox_table.c.payload)
+            .where(outbox_table.c.published_at.is_not(None), outbox_table.c.id > last_id)
+            .order_by(outbox_table.c.id).limit(batch_size)).all()
+        if not rows:
+            break
+        last_id = rows[-1].id
+        matching = [row.id for row in rows if any(text_ in (row.payload or "") for text_ in texts)]
+        if matching:
+            deleted += session.execute(delete(outbox_table).where(outbox_table.c.id.in_(matching))).rowcount
+    return deleted
+
+
 def pending_stats(session):
     """(number of pending rows, created_at of the oldest one or None)."""
     count, oldest = session.execute(
@@ -158,6 +212,7 @@ class OutboxRelay:
         self.publisher = Publisher(config["AMQP_URI"], serializer="json", declare=[self.exchange])
         self._wake = Event()
         self._running = False
+        self._next_purge = 0.0
 
     def kick(self):
         if not self._wake.ready():
@@ -186,11 +241,26 @@ class OutboxRelay:
                     total += sent
                     if sent == 0:
                         break
+                self._purge_if_due(session)
             finally:
                 # Also (above all) when publishing failed: the pending gauge
                 # is what operators watch during a broker outage.
                 self._observe_pending(session)
         return total
+
+    def _purge_if_due(self, session):
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        try:
+            purged = purge_published(session, utcnow() - timedelta(hours=retention_hours()))
+        except Exception:
+            # Purging is housekeeping: publishing goes on without it.
+            log.exception("outbox relay of %s could not purge published rows", self.service_name)
+            session.rollback()
+            return
+        if purged:
+            log.info("outbox relay of %s purged %d published rows", self.service_name, purged)
 
     def _observe_pending(self, session):
         try:

@@ -108,3 +108,19 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# A fixed keyring for unit tests (crm_common.crypto), so they never create a
+# key file under the repository's var/. Not secret: test data only.
+TEST_DATA_KEYS = "test1:" + "dGVzdC1kYXRhLWtleS0xLTAxMjM0NTY3ODlhYmNkZWY="
+TEST_BLIND_INDEX_KEY = "dGVzdC1ibGluZC1pbmRleC1rZXktMDEyMzQ1Njc4OWE="
+
+
+def use_test_keyring(monkeypatch):
+    """Point crm_common.crypto at TEST_DATA_KEYS for the rest of the test."""
+    from crm_common.crypto import reset_keyring
+
+    monkeypatch.setenv("CRM_DATA_KEYS", TEST_DATA_KEYS)
+    monkeypatch.setenv("CRM_BLIND_INDEX_KEY", TEST_BLIND_INDEX_KEY)
+    monkeypatch.delenv("CRM_DATA_KEYS_FILE", raising=False)
+    reset_keyring()

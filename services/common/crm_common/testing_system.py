@@ -6,6 +6,7 @@ database per service (CRM_TEST_PG_URL names the server), starts every service
 as its own `nameko run` process, waits for the gateway's /ready, and removes
 it all on exit, so a run never sees another run's queues or rows.
 """
+import json
 import os
 import secrets
 import subprocess
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from crm_common.crypto import KEYS_FILE_NAME, Keyring, decrypt, new_keys_document, write_keys_file
 from crm_common.testing import free_port, postgres_database, stop_process, wait_until  # noqa: F401 (re-exported)
 from crm_common.testing_smtp import SmtpServer
 
@@ -106,6 +108,13 @@ class System:
         for instance in list(self.processes):
             self.stop(instance)
 
+    def decrypt(self, stored):
+        """A value as this system's services read it (tests looking at a database: the outbox,
+        personal data); stored values are sealed with the system's own key file."""
+        with open(self.env["CRM_DATA_KEYS_FILE"]) as handle:
+            keyring = Keyring.from_document(json.load(handle))
+        return decrypt(stored, keyring=keyring)
+
 
 class Api:
     """A frontend's view of the gateway: JSON over HTTP with a bearer token."""
@@ -177,6 +186,15 @@ def running_system(name="e2e", workdir=None, extra_env=None):
         for service in SERVICES:
             env[f"CRM_{service.upper()}_DB_URL"] = cleanup.enter_context(
                 postgres_database(f"crm_{name}_{run_id}_{service}"))
+        if not (extra_env or {}).get("CRM_DATA_KEYS"):
+            # One keyring for every process of the system, of its own: a key file
+            # in the workdir, made before any of them starts. Keys from the
+            # caller's own environment must not mix in.
+            for name in ("CRM_DATA_KEYS", "CRM_BLIND_INDEX_KEY"):
+                env.pop(name, None)
+            env["CRM_DATA_KEYS_FILE"] = (extra_env or {}).get("CRM_DATA_KEYS_FILE") or str(
+                Path(workdir) / KEYS_FILE_NAME)
+            write_keys_file(env["CRM_DATA_KEYS_FILE"], new_keys_document(), replace=False)
         system = System(workdir, env)
         system.smtp = smtp
         cleanup.callback(system.stop_all)

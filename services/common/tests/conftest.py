@@ -10,9 +10,15 @@ import string
 import pytest
 from sqlalchemy import create_engine
 
-from crm_common.testing import postgres_database
+from crm_common.testing import postgres_database, use_test_keyring
 
 from crm_common_test_helpers import notes_metadata
+
+
+@pytest.fixture(autouse=True)
+def test_keyring(monkeypatch):
+    """Encrypted columns (the outbox payload) use a fixed test keyring, never a key file in var/."""
+    use_test_keyring(monkeypatch)
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def test_callee_sees_the_callers_context_over_rpc(container_factory, rabbit_conf
         seen = caller.ask_callee()
 
     expected = {"request_id": "req-123", "user_id": "user-7", "role": "manager",
-                "team_id": "team-east", "language": "zh-CN"}
+                "team_id": "team-east", "language": "zh-CN", "client_ip": None, "api_key_id": None}
     assert seen["caller"] == expected
     assert seen["callee"] == expected
 
@@ -99,7 +99,7 @@ def test_run_as_makes_the_following_calls_carry_that_actor(container_factory, ra
 
     # The caller's actor is replaced as a whole: nothing of the manager is left over.
     assert seen == {"request_id": "req-system", "user_id": None, "role": "system",
-                    "team_id": None, "language": "en"}
+                    "team_id": None, "language": "en", "client_ip": None, "api_key_id": None}
 
 
 def test_call_without_context_is_anonymous(container_factory, rabbit_config):
@@ -107,7 +107,7 @@ def test_call_without_context_is_anonymous(container_factory, rabbit_config):
     with ServiceRpcProxy("ctx_callee", rabbit_config, timeout=10) as callee:
         seen = callee.whoami()
     assert seen == {"request_id": None, "user_id": None, "role": None, "team_id": None,
-                    "language": "en"}
+                    "language": "en", "client_ip": None, "api_key_id": None}
 
 
 # --- request id in JSON log lines -------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from nameko.events import event_handler
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from crm_common_test_helpers import notes_table, wait_for
 from crm_common.context import Context, RequestContext
@@ -17,8 +17,9 @@ from crm_common.db import Database, kernel_metadata, make_engine, make_session_f
 from crm_common.errors import Conflict
 from crm_common.events import ENVELOPE_FIELDS
 from crm_common.outbox import (
-    OutboxRelay, outbox_table, pending_stats, publish_pending, record_event, record_events,
+    OutboxRelay, outbox_rows, outbox_table, pending_stats, publish_pending, record_event, record_events,
 )
+from crm_common.crypto import is_encrypted
 from crm_common.testing import memory_session
 
 ACTOR = {"request_id": "req-outbox", "user_id": "user-1", "user_role": "sales", "team_id": "team-1"}
@@ -277,6 +278,47 @@ def test_record_events_stores_many_envelopes_in_order_and_in_the_callers_transac
     record_events(session, "svc", [("thing.happened", {"n": 2})], context)
     session.rollback()
     assert pending_stats(session) == (0, None)
+
+
+def raw_payloads(session):
+    return session.execute(text("SELECT payload FROM crm_outbox ORDER BY id")).scalars().all()
+
+
+@pytest.mark.parametrize("count", [3, 60])
+def test_payloads_are_encrypted_at_rest_and_published_decrypted(count, pg_url):
+    """Events carry personal data (customer snapshots): the stored payload is ciphertext,
+    also on PostgreSQL's COPY path (record_events of 50+ rows), and the relay publishes the envelope."""
+    engine = make_engine(pg_url)
+    kernel_metadata.create_all(engine)
+    Session = make_session_factory(engine)
+    context = RequestContext.from_context_data(ACTOR)
+    with Session() as session:
+        record_event(session, "svc", "thing.happened", {"phone": "+49301112222"}, context)
+        record_events(session, "svc", [("thing.noticed", {"email": f"p{n}@example.com"})
+                                       for n in range(count)], context)
+        session.commit()
+        stored = raw_payloads(session)
+        assert len(stored) == count + 1
+        assert all(is_encrypted(payload) for payload in stored)
+        assert not any("example.com" in payload or "4930111" in payload for payload in stored)
+        published = []
+        while publish_pending(session, published.append):
+            pass
+    assert published[0]["data"] == {"phone": "+49301112222"}
+    assert [e["data"]["email"] for e in published[1:]] == [f"p{n}@example.com" for n in range(count)]
+    engine.dispose()
+
+
+def test_outbox_rows_written_elsewhere_and_moved_in_stay_encrypted():
+    session = memory_session(notes_table.metadata)
+    context = RequestContext.from_context_data(ACTOR)
+    from crm_common.bulk import insert_rows
+    insert_rows(session, outbox_table, outbox_rows("svc", [("thing.happened", {"phone": "+4930999"})], context))
+    (stored,) = raw_payloads(session)
+    assert is_encrypted(stored) and "4930999" not in stored
+    published = []
+    publish_pending(session, published.append)
+    assert published[0]["data"] == {"phone": "+4930999"}
 
 
 def make_relay(session_factory, service_name):

@@ -31,7 +31,7 @@ class ContactFields(customer_schemas.ContactDetailsIn):
     """
 
     class Meta(customer_schemas.Strict.Meta):
-        exclude = ("address",)
+        exclude = ("address", "id_number")  # a contact is reached, not identified
 
     name = fields.String(validate=validate.Length(min=1, max=200))
     title = fields.String(allow_none=True, validate=validate.Length(max=100))

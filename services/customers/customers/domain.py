@@ -3,11 +3,14 @@ in the history, and what it publishes.
 
 Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 """
+from marshmallow import ValidationError as MarshmallowValidationError
 from sqlalchemy import and_, func, or_, select
 
 from crm_common.context import RequestContext
+from crm_common.crypto import blind_index
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from crm_common.metrics import count_after_commit
+from crm_common.audit import record_audit
 from crm_common.outbox import record_event
 from crm_common.pagination import check_limit, keyset_page, parse_sort
 from crm_common.permissions import visibility
@@ -20,6 +23,7 @@ from crm_common.versioning import check_version, flush_versioned
 from customers import search
 from customers.custom_fields import CustomFieldCatalogue
 from customers.models import Contact, Customer, CustomerHistory, CustomerIdentifier, CustomerTag, Followup
+from customers.schemas import normalise_phone
 from customers.schemas import (
     SORTABLE, AssignRequest, BulkAssignRequest, CustomerCreate, CustomerFilters, CustomerOut, CustomerUpdate,
     HistoryEntryOut, MergeRequest,
@@ -57,6 +61,23 @@ def identifiers_of(contact):
     contact = contact or {}
     return ({("phone", phone) for phone in contact.get("phones") or ()}
             | {("email", email) for email in contact.get("emails") or ()})
+
+
+def identifier_value(kind, value):
+    """What customer_identifiers stores for a normalised phone or email: its blind index, so
+    exact lookup and duplicate detection work in SQL without the value being readable there."""
+    return blind_index(kind, value)
+
+
+def normalise_probe(kind, value):
+    """A ?phone= / ?email= filter as the identifiers store it (a blind index matches only exactly)."""
+    value = value.strip()
+    if kind == "email":
+        return value.lower()
+    try:
+        return normalise_phone(value)
+    except MarshmallowValidationError:
+        return value
 
 
 class CustomerBook:
@@ -110,7 +131,8 @@ class CustomerBook:
         for kind in ("phone", "email"):
             if kind in filters:
                 statement = statement.where(Customer.identifiers.any(and_(
-                    CustomerIdentifier.kind == kind, CustomerIdentifier.value == filters[kind])))
+                    CustomerIdentifier.kind == kind,
+                    CustomerIdentifier.value == identifier_value(kind, normalise_probe(kind, filters[kind])))))
         return statement, sort_column, descending, sort_value
 
     def list(self, filters=None, limit=None, cursor=None, sort=None):
@@ -146,17 +168,20 @@ class CustomerBook:
                           if row.id in visible]}
 
     def find_duplicates(self, identifiers, dedupe_key, exclude_id=None):
-        """{customer: [reasons]} of live customers sharing a phone, an email, or name + company."""
+        """{customer: [reasons]} of live customers sharing a phone, an email, or name + company.
+
+        ``identifiers``: normalised (kind, value) pairs; they are matched by blind index."""
         found = {}
-        conditions = [and_(CustomerIdentifier.kind == kind, CustomerIdentifier.value == value)
-                      for kind, value in identifiers]
+        probes = {(kind, identifier_value(kind, value)): value for kind, value in identifiers}
+        conditions = [and_(CustomerIdentifier.kind == kind, CustomerIdentifier.value == hashed)
+                      for kind, hashed in probes]
         if conditions:
             matches = self.session.execute(
                 select(Customer, CustomerIdentifier.kind, CustomerIdentifier.value)
                 .join(CustomerIdentifier, CustomerIdentifier.customer_id == Customer.id)
                 .where(or_(*conditions), Customer.deleted_at.is_(None))).all()
-            for customer, kind, value in matches:
-                found.setdefault(customer, []).append(f"same {kind}: {value}")
+            for customer, kind, hashed in matches:
+                found.setdefault(customer, []).append(f"same {kind}: {probes[(kind, hashed)]}")
         if dedupe_key and not dedupe_key.startswith("|"):
             for customer in self.session.execute(select(Customer).where(
                     Customer.dedupe_key == dedupe_key, Customer.deleted_at.is_(None))).scalars():
@@ -204,7 +229,7 @@ class CustomerBook:
         customer = self.prepare(data, owner_team_id)
         self._refuse_taken_external_id(customer.external_id)
         if not allow_duplicate:
-            found = self.find_duplicates({(i.kind, i.value) for i in customer.identifiers}, customer.dedupe_key)
+            found = self.find_duplicates(identifiers_of(customer.contact), customer.dedupe_key)
             if found:
                 raise Conflict("A customer like this one already exists. Send allow_duplicate=true to create it anyway.",
                                extra={"candidates": self._describe_candidates(found)})
@@ -320,6 +345,10 @@ class CustomerBook:
         })
         record_event(self.session, PRODUCER, "customer.merged", {
             "target_id": target.id, "source_id": source.id, "target_version": target.version}, self.context)
+        # The row changes are audited on their own (target updated, source deleted); this says they were one merge.
+        record_audit(self.session, self.context, PRODUCER, "customer.merged", "customer", target.id, detail={
+            "source_id": source.id, "fields_taken_from_source": list(request["take_from_source"]),
+            "contacts_moved": moved_contacts, "followups_moved": moved_followups})
         return merged
 
     # --- used by contacts, follow-ups and imports -------------------------
@@ -341,7 +370,7 @@ class CustomerBook:
         company_name = (customer.company or {}).get("name")
         customer.search_text = search.search_text(customer.name, company_name, contact_names)
         customer.dedupe_key = search.dedupe_key(customer.name, company_name if customer.kind == "person" else None)
-        wanted = identifiers_of(customer.contact)
+        wanted = {(kind, identifier_value(kind, value)) for kind, value in identifiers_of(customer.contact)}
         current = {(i.kind, i.value): i for i in customer.identifiers}
         for key in set(current) - wanted:
             customer.identifiers.remove(current[key])

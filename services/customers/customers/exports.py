@@ -15,11 +15,12 @@ import base64
 
 from sqlalchemy import select
 
+from crm_common.audit import record_audit
 from crm_common.types import utcnow
 from crm_common.validation import load
 
 from crm_common import tabular
-from customers.domain import CustomerBook
+from customers.domain import PRODUCER, CustomerBook
 from customers.import_schemas import CUSTOM_PREFIX, IMPORTABLE_FIELDS, LIST_FIELDS, ExportOptions
 from customers.models import Customer, CustomFieldDefinition
 
@@ -73,6 +74,10 @@ class CustomerExport:
                        customer.created_at.isoformat(), customer.updated_at.isoformat()]
 
         content = tabular.write_table(options["format"], header, rows())
+        # Which filters, not their values: a filter may be a phone number or an email.
+        record_audit(self.session, self.context, PRODUCER, "customer.exported", "customer", None, detail={
+            "rows": count, "format": options["format"], "sort": options["sort"],
+            "filters": sorted(key for key, value in (filters or {}).items() if value not in (None, "", []))})
         return {
             "filename": f"customers-{utcnow():%Y%m%d}.{options['format']}",
             "content_type": tabular.CONTENT_TYPES[options["format"]],

@@ -16,6 +16,7 @@ import uuid
 
 from marshmallow import ValidationError
 
+from crm_common.crypto import blind_index
 from crm_common.errors import ValidationFailed
 from crm_common.types import utcnow
 
@@ -201,10 +202,11 @@ def prepare_fast(context, catalogue, data, owner_team_id, customer_id, region):
         "search_text": search.search_text(name, company_name, ()),
         "dedupe_key": search.dedupe_key(name, company_name if kind == "person" else None),
         "next_followup_at": None, "merged_into_id": None, "created_by": context.user_id,
-        "created_at": now, "updated_at": now, "deleted_at": None, "version": 1,
+        "created_at": now, "updated_at": now, "deleted_at": None, "erased_at": None, "version": 1,
     }
-    identifiers = [("phone", phone) for phone in contact.get("phones") or ()]
-    identifiers += [("email", email) for email in contact.get("emails") or ()]
+    # Blind indexes, as CustomerBook._index stores them (customer_identifiers holds no plain value).
+    identifiers = [("phone", blind_index("phone", phone)) for phone in contact.get("phones") or ()]
+    identifiers += [("email", blind_index("email", email)) for email in contact.get("emails") or ()]
     contact_out = {key: list(contact[key]) for key in ("phones", "emails") if key in contact}
     if "address" in contact:
         contact_out["address"] = {key: contact["address"][key] for key in _ADDRESS_OUT if key in contact["address"]}
@@ -217,6 +219,6 @@ def prepare_fast(context, catalogue, data, owner_team_id, customer_id, region):
         "tier": values["tier"], "tags": tags, "region": values["region"], "industry": values["industry"],
         "source": values["source"], "notes": values["notes"], "custom_fields": dict(custom_fields),
         "external_id": values["external_id"], "next_followup_at": None, "merged_into_id": None,
-        "created_at": at, "updated_at": at, "deleted_at": None, "version": 1,
+        "created_at": at, "updated_at": at, "deleted_at": None, "erased_at": None, "version": 1,
     }
     return values, tags, identifiers, snapshot

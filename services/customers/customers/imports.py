@@ -41,6 +41,7 @@ from itertools import islice
 
 from sqlalchemy import delete, func, literal, select, update
 
+from crm_common.audit import record_audit
 from crm_common.bulk import insert_rows
 from crm_common.context import RequestContext
 from crm_common.db import OUTBOX_WRITTEN
@@ -196,7 +197,7 @@ class PreparedRow:
     data: dict  # the row's create data: what an update applies
     values: dict  # the customers table row
     tags: list
-    identifiers: list  # [(kind, value)]
+    identifiers: list  # [(kind, blind index of the value)], as customer_identifiers stores them
     snapshot: dict  # the customer as the API and customer.created show it
 
     @property
@@ -556,6 +557,7 @@ class Imports:
         job.report, job.finished_at = importer.report, utcnow()
         self.session.add(job)
         self.session.flush()
+        audit_import(self.session, self.context, job.id, "done", importer.report, len(head))
         return job_to_dict(job)
 
     def get(self, job_id):
@@ -564,6 +566,25 @@ class Imports:
         if job is None or not (self.context.is_admin or job.created_by == self.context.user_id):
             raise NotFound(f"Import {job_id} was not found.")
         return job_to_dict(job)
+
+
+def audit_import(session, context, job_id, status, report, total_rows, error=None):
+    """One audit entry per import job, with its counts: new customers are written in bulk (COPY on
+    PostgreSQL), past the ORM, so there is no entry per row to add up."""
+    report = report or {}
+    if report.get("dry_run"):
+        return  # a dry run changes nothing
+    detail = {"status": status, "total_rows": total_rows, "dry_run": report.get("dry_run")}
+    detail.update({key: report.get(key) for key in ("rows_read", "created", "updated", "skipped", "rejected_count")})
+    if error:
+        detail["error"] = error
+    record_audit(session, context, PRODUCER, "import.completed" if status == "done" else "import.failed",
+                 "import", job_id, detail=detail, outcome="success" if status == "done" else "failure")
+
+
+def _job_context(job):
+    return RequestContext(request_id=job.request_id, user_id=job.created_by, role=job.created_by_role,
+                          team_id=job.created_by_team_id)
 
 
 # --- running queued jobs (the claim loop) ------------------------------------------
@@ -650,6 +671,9 @@ def run_job(session_factory, job_id, chunk_rows=CHUNK_ROWS, preparer=None):
                 status="failed", error=reason, content=None, finished_at=utcnow()))
             # What the committed chunks wrote stays: so do their events.
             release_held_events(session, [job_id])
+            job = session.get(ImportJob, job_id)
+            if job is not None:
+                audit_import(session, _job_context(job), job_id, "failed", job.report, job.total_rows, reason)
             session.commit()
 
 
@@ -657,8 +681,7 @@ def _run_job(session_factory, job_id, chunk_rows, make_preparer):
     with session_factory() as session:
         job = session.get(ImportJob, job_id)
         content = job.content
-        context = RequestContext(request_id=job.request_id, user_id=job.created_by, role=job.created_by_role,
-                                 team_id=job.created_by_team_id)
+        context = _job_context(job)
         options = {"mapping": job.mapping, "on_duplicate": job.on_duplicate, "dry_run": job.dry_run}
         owner_teams = job.owner_teams or None
         # Made first: a process pool starts up while the rows are counted.
@@ -685,6 +708,7 @@ def _run_job(session_factory, job_id, chunk_rows, make_preparer):
         session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
             status="done", report=importer.report, content=None, done_rows=done, finished_at=utcnow()))
         release_held_events(session, [job_id])
+        audit_import(session, context, job_id, "done", importer.report, done)
         session.commit()
 
 

@@ -1,9 +1,10 @@
 """The customers service's own tables."""
 from sqlalchemy import (
-    Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint,
+    Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
+from crm_common.crypto import EncryptedBytes, EncryptedJson, EncryptedText
 from crm_common.types import JsonDocument, UtcDateTime, Uuid, new_id, utcnow
 
 
@@ -20,8 +21,10 @@ class Customer(Base):
     # {"name", "industry", "size", "website"}; the company a person works for,
     # or the company's own details when kind is company.
     company: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
-    # {"phones": [E.164...], "emails": [...], "address": {"country", "region", "city", "street", "postcode"}}
-    contact: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
+    # {"phones": [E.164...], "emails": [...], "address": {"country", "region", "city", "street", "postcode"},
+    #  "id_number"}: personal data, encrypted at rest (crm_common.crypto). Nothing in SQL reads
+    # inside it: exact lookup by phone/email goes through customer_identifiers' blind index.
+    contact: Mapped[dict] = mapped_column(EncryptedJson(), default=dict)
     owner_id: Mapped[str | None] = mapped_column(Uuid())
     # The owner's team at assignment time: managers see their team's customers.
     owner_team_id: Mapped[str | None] = mapped_column(String(64))
@@ -49,6 +52,9 @@ class Customer(Base):
     created_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
     deleted_at: Mapped[object | None] = mapped_column(UtcDateTime)
+    # Set when the person's data was erased on request (customers.personal_data): the
+    # record stays, anonymised, so orders keep pointing at something.
+    erased_at: Mapped[object | None] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     tag_rows: Mapped[list["CustomerTag"]] = relationship(
@@ -90,7 +96,10 @@ class CustomerTag(Base):
 
 
 class CustomerIdentifier(Base):
-    """A normalised phone or email of a customer: exact lookup and duplicate detection."""
+    """A normalised phone or email of a customer: exact lookup and duplicate detection.
+
+    ``value`` is the blind index of the normalised value (customers.domain.identifier_value,
+    a keyed HMAC): equal values still match in SQL, the table shows no phone or email."""
 
     __tablename__ = "customer_identifiers"
 
@@ -114,8 +123,8 @@ class CustomerHistory(Base):
     # created | updated | deleted | restored | assigned | merged | merged_into |
     # contact_added | contact_updated | contact_removed | followup_logged | imported
     action: Mapped[str] = mapped_column(String(30))
-    # {"field": {"old": ..., "new": ...}}
-    changes: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
+    # {"field": {"old": ..., "new": ...}}: old and new phones, emails, addresses, so encrypted.
+    changes: Mapped[dict] = mapped_column(EncryptedJson(), default=dict)
     actor_id: Mapped[str | None] = mapped_column(Uuid())
     actor_role: Mapped[str | None] = mapped_column(String(20))
     request_id: Mapped[str | None] = mapped_column(String(128))
@@ -147,8 +156,8 @@ class Contact(Base):
     customer_id: Mapped[str] = mapped_column(Uuid(), ForeignKey("customers.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     title: Mapped[str | None] = mapped_column(String(100))
-    phones: Mapped[list] = mapped_column(JsonDocument(), default=list)
-    emails: Mapped[list] = mapped_column(JsonDocument(), default=list)
+    phones: Mapped[list] = mapped_column(EncryptedJson(), default=list)
+    emails: Mapped[list] = mapped_column(EncryptedJson(), default=list)
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
     notes: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(Uuid())
@@ -211,8 +220,8 @@ class ImportJob(Base):
     status: Mapped[str] = mapped_column(String(10))  # queued | running | done | failed
     filename: Mapped[str] = mapped_column(String(255))
     file_format: Mapped[str] = mapped_column(String(4))  # csv | xlsx
-    # Kept until the job is done, then dropped: the file may hold PII.
-    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    # Kept until the job is done, then dropped: the file holds PII, so it is encrypted meanwhile.
+    content: Mapped[bytes | None] = deferred(mapped_column(EncryptedBytes()))
     mapping: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     on_duplicate: Mapped[str] = mapped_column(String(10))  # skip | update | create
@@ -221,7 +230,8 @@ class ImportJob(Base):
     owner_teams: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
     total_rows: Mapped[int | None] = mapped_column(Integer)
     done_rows: Mapped[int] = mapped_column(Integer, default=0)
-    report: Mapped[dict | None] = mapped_column(JsonDocument())
+    # Rejected rows' reasons may quote a cell (a phone, an email): encrypted.
+    report: Mapped[dict | None] = mapped_column(EncryptedJson())
     error: Mapped[str | None] = mapped_column(Text)
     # Who started it, as the context the rows are written with.
     created_by: Mapped[str | None] = mapped_column(Uuid())
@@ -247,7 +257,8 @@ class ImportJobEvent(Base):
     job_id: Mapped[str] = mapped_column(Uuid())
     event_id: Mapped[str] = mapped_column(String(36))
     event_type: Mapped[str] = mapped_column(String(100))
-    payload: Mapped[str] = mapped_column(Text)
+    # Encrypted like crm_outbox.payload: moved there as stored (INSERT ... SELECT), still sealed.
+    payload: Mapped[str] = mapped_column(EncryptedText())
     created_at: Mapped[object] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_import_job_events_job", "job_id", "id"),)

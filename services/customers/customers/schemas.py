@@ -86,6 +86,8 @@ class ContactDetailsIn(Strict):
     phones = fields.List(Phone(), validate=validate.Length(max=MAX_PHONES))
     emails = fields.List(LowerEmail(validate=validate.Length(max=254)), validate=validate.Length(max=MAX_EMAILS))
     address = fields.Nested(AddressIn)
+    id_number = fields.String(allow_none=True, validate=validate.Length(max=50), metadata={
+        "description": "National ID, passport or company registration number; stored encrypted"})
 
     @pre_load
     def _clean_lists(self, data, **kwargs):
@@ -282,6 +284,7 @@ class ContactDetailsOut(Schema):
     phones = fields.List(fields.String())
     emails = fields.List(fields.String())
     address = fields.Nested(AddressOut)
+    id_number = fields.String(allow_none=True)
 
 
 class CustomerOut(Schema):
@@ -311,6 +314,7 @@ class CustomerOut(Schema):
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     deleted_at = fields.DateTime(allow_none=True)
+    erased_at = fields.DateTime(allow_none=True)
     version = fields.Integer()
 
 

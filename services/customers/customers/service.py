@@ -10,11 +10,14 @@ from crm_common.db import Database, make_session_factory
 from crm_common.metrics import Metrics
 from crm_common.ops import OpsEndpoints
 
+from customers.models import Base
+from customers import audited  # noqa: F401 (registers the audited models)
 from customers.activity import Contacts, Followups, SavedViews
 from customers.custom_fields import CustomFieldCatalogue
 from customers.domain import CustomerBook, to_dict
 from customers import import_runner, imports
 from customers.exports import CustomerExport
+from customers import personal_data
 from customers.reporting_feed import CustomerFeed
 
 # How often an idle instance looks for queued import jobs.
@@ -24,7 +27,7 @@ IMPORT_POLL_SECONDS = 1.0
 class CustomersService(OpsEndpoints):
     name = "customers"
 
-    db = Database(migrations="customers.migrations")
+    db = Database(migrations="customers.migrations", metadata=Base.metadata)
     context = Context()
     metrics = Metrics()
 
@@ -170,3 +173,13 @@ class CustomersService(OpsEndpoints):
     @rpc
     def export_customers(self, filters=None, options=None):
         return CustomerExport(self.db, self.context).render(filters, options)
+
+    # --- personal data rights (customers.personal_data): admins only ------------
+
+    @rpc
+    def export_personal_data(self, customer_id):
+        return personal_data.personal_data(self.db, self.context, customer_id)
+
+    @rpc
+    def erase_customer(self, customer_id, reason):
+        return personal_data.erase_customer(self.db, self.context, customer_id, reason)

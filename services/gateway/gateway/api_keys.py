@@ -25,6 +25,7 @@ from crm_common.errors import NotFound, Unauthorized, ValidationFailed
 from crm_common.pagination import check_limit, keyset_page
 from crm_common.types import utcnow
 
+from gateway import audit_trail
 from gateway.models import ApiKey, User
 
 HEADER = "X-API-Key"
@@ -77,9 +78,11 @@ def to_dict(key):
 
 
 class ApiKeys:
-    def __init__(self, session, clock=utcnow):
+    def __init__(self, session, clock=utcnow, context=None):
         self.session = session
         self._clock = clock
+        # Who creates and revokes keys, for the audit trail.
+        self.context = context
 
     def create(self, creator_id, data, allowed_scopes):
         """A new key from validated ``data``; returns (ApiKey, the full key, shown this once)."""
@@ -98,6 +101,9 @@ class ApiKeys:
                      created_at=self._clock(), expires_at=expires_at)
         self.session.add(key)
         self.session.flush()
+        audit_trail.write_entry(self.session, self.context, "api_key.created", "api_key", key.id, changes={
+            "name": {"old": None, "new": key.name}, "scopes": {"old": None, "new": key.scopes.split()},
+            "expires_at": {"old": None, "new": expires_at}})
         return key, f"{PREFIX}_{key_id}_{secret}"
 
     def list(self, limit=None, cursor=None):
@@ -112,6 +118,8 @@ class ApiKeys:
             raise NotFound("No such API key.")
         if key.revoked_at is None:
             key.revoked_at = self._clock()
+            audit_trail.write_entry(self.session, self.context, "api_key.revoked", "api_key", key.id,
+                                    changes={"revoked_at": {"old": None, "new": key.revoked_at}})
         return key
 
     def authenticate(self, presented):

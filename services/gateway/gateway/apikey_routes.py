@@ -32,7 +32,7 @@ class ApiKeyRoutes:
                      "403, a revoked or expired key 401.")
     def create_api_key(self, request, body):
         data = load(ApiKeyCreateRequest, body)
-        key, secret = api_keys.ApiKeys(self.db).create(self.context.user_id, data, _scopes(type(self)))
+        key, secret = api_keys.ApiKeys(self.db, context=self.context).create(self.context.user_id, data, _scopes(type(self)))
         return Reply({**api_keys.to_dict(key), "key": secret}, headers={"Location": f"{API_PREFIX}/api-keys/{key.id}"})
 
     @api("GET", "/api-keys", allow=rule("api keys", "read"), query=PageQuery, response=ApiKeyPage, tags=TAGS,
@@ -45,5 +45,5 @@ class ApiKeyRoutes:
     @api("DELETE", "/api-keys/<key_id>", allow=rule("api keys", "delete"), status=204, tags=TAGS,
          summary="Revoke an API key: from now on it answers 401")
     def revoke_api_key(self, request, key_id):
-        api_keys.ApiKeys(self.db).revoke(key_id)
+        api_keys.ApiKeys(self.db, context=self.context).revoke(key_id)
         return Reply(status=204)

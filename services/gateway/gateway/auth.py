@@ -30,10 +30,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, distinct, select, update
 
 from crm_common.config import env, var_dir
-from crm_common.context import ROLES
-from crm_common.errors import Unauthorized, ValidationFailed
+from crm_common.context import ROLES, RequestContext
+from crm_common.errors import RateLimited, Unauthorized, ValidationFailed
 from crm_common.types import new_id, utcnow
 
+from gateway import audit_trail
 from gateway.models import RefreshToken, RevokedSession, User
 from gateway.throttle import SignInThrottle, throttle_keys
 
@@ -221,10 +222,12 @@ def hash_refresh_token(token):
 
 
 class RefreshTokens:
-    def __init__(self, session, ttl=REFRESH_TOKEN_TTL, clock=utcnow):
+    def __init__(self, session, ttl=REFRESH_TOKEN_TTL, clock=utcnow, on_reuse=None):
         self.session = session
         self.ttl = ttl
         self._clock = clock
+        # Called with the reused token's row before the family's revocation commits (the audit entry).
+        self._on_reuse = on_reuse
 
     def issue(self, user_id, family_id=None):
         """A new token for ``user_id``; a new family unless ``family_id`` continues one."""
@@ -268,6 +271,8 @@ class RefreshTokens:
         ).rowcount
         if spent != 1:
             self.revoke_family(row.family_id)
+            if self._on_reuse is not None:
+                self._on_reuse(row)
             self.session.commit()
             log.warning("refresh token reused; revoked its family %s", row.family_id)
             raise Unauthorized(BAD_REFRESH_TOKEN)
@@ -349,12 +354,15 @@ class TokenPair:
 class SignIn:
     """Exchanges credentials, or a refresh token, for a new token pair."""
 
-    def __init__(self, session, passwords: PasswordHashing, access_tokens: AccessTokens, throttle=None):
+    def __init__(self, session, passwords: PasswordHashing, access_tokens: AccessTokens, throttle=None,
+                 context: RequestContext | None = None):
         self.session = session
         self.passwords = passwords
         self.access_tokens = access_tokens
-        self.refresh_tokens = RefreshTokens(session)
+        self.refresh_tokens = RefreshTokens(session, on_reuse=self._audit_reuse)
         self.throttle = throttle or SignInThrottle(session)
+        # The request (id, client address) the audit entries name; the actor is set per entry.
+        self.context = context or RequestContext.system()
 
     def login(self, email, password, address=None):
         """A new session for good credentials. ``address`` is the client's, for throttling.
@@ -363,16 +371,23 @@ class SignIn:
         at: guessing on while locked learns nothing.
         """
         keys = throttle_keys(email, address)
-        self.throttle.check(keys)
+        try:
+            self.throttle.check(keys)
+        except RateLimited:
+            self._audit_failure(email, None, "locked")
+            self.session.commit()  # the error rolls the worker's transaction back
+            raise
         user = self.session.execute(
             select(User).where(User.email == email.strip().lower())
         ).scalar_one_or_none()
         if user is None:
             self.passwords.spend_verify_time(password)
+            self._audit_failure(email, None, "unknown account")
             self._count_failure(keys)
             raise Unauthorized(BAD_CREDENTIALS)
         # An inactive user answers like a wrong password: nothing tells who has an account.
         if not self.passwords.verify(user.password_hash, password) or not user.active:
+            self._audit_failure(email, user, "inactive account" if user.active is False else "wrong password")
             self._count_failure(keys)
             raise Unauthorized(BAD_CREDENTIALS)
         self.throttle.succeeded(email)
@@ -380,6 +395,8 @@ class SignIn:
             # Stronger parameters since this hash was made: upgrade it now that we know the password.
             user.password_hash = self.passwords.hash(password)
         family_id = new_id()
+        audit_trail.write_entry(self.session, audit_trail.as_actor(self.context, user), "user.login_succeeded",
+                                "user", user.id)
         return self._pair_for(user, family_id, self.refresh_tokens.issue(user.id, family_id))
 
     def check_current_password(self, user, password, address=None):
@@ -393,6 +410,20 @@ class SignIn:
         if not self.passwords.verify(user.password_hash, password):
             self._count_failure(keys)
             raise ValidationFailed(WRONG_CURRENT_PASSWORD, {"current_password": [WRONG_CURRENT_PASSWORD]})
+
+    def _audit_failure(self, email, user, reason):
+        """A failed sign-in: nobody is signed in, so no actor; the account tried is named (its email
+        masked). Only admins read this; the caller's answer says nothing of it."""
+        context = audit_trail.anonymous(self.context)
+        audit_trail.write_entry(self.session, context, "user.login_failed", "user", user.id if user else None,
+                                detail={"email": audit_trail.masked_email(email), "reason": reason},
+                                outcome="failure")
+
+    def _audit_reuse(self, row):
+        context = audit_trail.anonymous(self.context)
+        audit_trail.write_entry(self.session, context, "user.refresh_token_reused", "user", row.user_id,
+                                detail={"session_id": row.family_id, "sessions_signed_out": 1},
+                                outcome="refused")
 
     def _count_failure(self, keys):
         self.throttle.failed(keys)
@@ -416,6 +447,8 @@ class SignIn:
         if row is not None and row.user_id == principal.user_id and row.family_id not in sessions:
             sessions.append(row.family_id)
         SessionRevocations(self.session, self.access_tokens.ttl).revoke_many(principal.user_id, sessions)
+        audit_trail.write_entry(self.session, self.context, "user.logged_out", "user", principal.user_id,
+                                detail={"sessions": len(sessions)})
 
     def _pair_for(self, user, family_id, refresh_token):
         return TokenPair(

@@ -48,7 +48,7 @@ from crm_common import jsonutil
 from crm_common.config import env
 from crm_common.db import Database
 from crm_common.context import (
-    LANGUAGE, REQUEST_ID, TEAM_ID, USER_ID, USER_ROLE, new_request_id,
+    API_KEY_ID, CLIENT_IP, LANGUAGE, REQUEST_ID, TEAM_ID, USER_ID, USER_ROLE, RequestContext, new_request_id,
 )
 from crm_common.errors import (
     PROBLEM_CONTENT_TYPE, BadRequest, CrmError, Forbidden, NotFound, RateLimited, ServiceUnavailable, Unauthorized,
@@ -59,8 +59,9 @@ from crm_common.metrics import HTTP_DURATION, HTTP_REQUESTS
 from crm_common.pagination import check_limit
 from crm_common.web import HttpEndpoint, add_security_headers
 
-from gateway import api_keys, i18n, permissions, ratelimit
+from gateway import api_keys, audit_trail, i18n, permissions, ratelimit
 from gateway.dependencies import SigningKeys
+from gateway.throttle import client_address
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 WERKZEUG_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 ETAG_VERSION = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
 INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Quote the request id when you report it."
-# The worker context names the API key a request came with, so audit entries can tell.
-API_KEY_ID = "api_key_id"
 # What a browser on an allowed origin may send and read (CORS).
 CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept-Language", api_keys.HEADER, "If-Match",
                       "If-None-Match", "Idempotency-Key", REQUEST_ID_HEADER)
@@ -209,20 +208,25 @@ class ApiEndpoint(HttpEndpoint):
 
     def _serve(self, request, request_id, language):
         limit_headers = {}
+        # Where the request came from, for the audit trail (X-Forwarded-For only from CRM_TRUSTED_PROXIES).
+        context_data = {REQUEST_ID: request_id, LANGUAGE: language}
+        address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"))
+        if address:
+            context_data[CLIENT_IP] = address
         try:
-            context_data = {REQUEST_ID: request_id, LANGUAGE: language}
             if not self.route.public:
                 caller = self._authenticate(request)
-                # Counted before the role check: refused requests are requests too.
-                limit_headers = self._spend_rate_limit(caller)
-                if self.route.roles is not None and caller.role not in self.route.roles:
-                    raise Forbidden("Your role may not do this.")
+                # Known before the role check, so that a refusal is audited with its actor.
                 context_data[USER_ID] = caller.user_id
                 context_data[USER_ROLE] = caller.role
                 if caller.team_id is not None:
                     context_data[TEAM_ID] = caller.team_id
                 if isinstance(caller, api_keys.KeyPrincipal):
                     context_data[API_KEY_ID] = caller.key_id
+                # Counted before the role check: refused requests are requests too.
+                limit_headers = self._spend_rate_limit(caller)
+                if self.route.roles is not None and caller.role not in self.route.roles:
+                    raise Forbidden("Your role may not do this.")
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             finished = Event()
@@ -232,8 +236,27 @@ class ApiEndpoint(HttpEndpoint):
         except Exception as exc:
             response = self.problem_response(exc, request, request_id, language)
             limit_headers = getattr(exc, "rate_limit_headers", limit_headers)
+            if response.status_code == 403:
+                self._audit_refusal(request, context_data, response)
         response.headers.update(limit_headers)
         return response
+
+    def _audit_refusal(self, request, context_data, response):
+        """Every 403 the gateway answers (its own or a service's) is audited, in a transaction of
+        its own: nothing else is written for a refused request."""
+        try:
+            detail = {"method": request.method, "route": self.route.template, "path": request.path}
+            reason = jsonutil.loads(response.get_data()).get("detail")
+            if reason:
+                detail["reason"] = reason
+            with self._database.Session() as session:
+                audit_trail.write_entry(
+                    session, RequestContext.from_context_data(context_data), "permission.refused", "permission",
+                    None, detail=detail, outcome="refused")
+                session.commit()
+        except Exception:
+            # The caller gets their 403 all the same; the failure is in the log for operators.
+            log.exception("could not audit a refused request to %s", self.route.template)
 
     def _authenticate(self, request):
         presented_key = request.headers.get(api_keys.HEADER)

@@ -26,6 +26,7 @@ TITLES = {
         "internal_error": "服务器内部错误",
         "service_unavailable": "服务暂不可用",
         "service_timeout": "服务响应超时",
+        "query_timeout": "查询耗时过长",
     },
 }
 

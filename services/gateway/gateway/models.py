@@ -1,7 +1,8 @@
 """The gateway's own tables: users and their refresh tokens."""
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from crm_common.crypto import EncryptedText
 from crm_common.types import UtcDateTime, Uuid, new_id, utcnow
 
 
@@ -79,7 +80,8 @@ class IdempotencyRecord(Base):
     completed_at: Mapped[object | None] = mapped_column(UtcDateTime)
     status: Mapped[int | None] = mapped_column(Integer)
     headers: Mapped[str | None] = mapped_column(Text)
-    body: Mapped[str | None] = mapped_column(Text)
+    # The whole answer, a customer's phones and emails included: encrypted at rest.
+    body: Mapped[str | None] = mapped_column(EncryptedText)
 
     __table_args__ = (Index("ix_idempotency_records_created_at", "created_at"),)
 
@@ -163,3 +165,39 @@ class RateLimitWindow(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_rate_limit_windows_minute", "minute"),)
+
+
+class AuditEntry(Base):
+    """One entry of the audit trail: who did what to which record, when and from where.
+
+    Entries come from every service (event ``audit.recorded``, whose event id
+    is this id, so a redelivered event inserts nothing) and from the gateway
+    itself (sign-ins, users, API keys, refusals). The database refuses UPDATE
+    and DELETE on this table (a trigger, migration 0006): entries are never
+    changed. Values of PII fields are masked before they get here.
+    """
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[str] = mapped_column(Uuid(), primary_key=True, default=new_id)
+    occurred_at: Mapped[object] = mapped_column(UtcDateTime, default=utcnow)
+    service: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor_role: Mapped[str | None] = mapped_column(String(20))
+    api_key_id: Mapped[str | None] = mapped_column(String(64))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(60))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(10), default="success")  # success | failure | refused
+    changes: Mapped[object | None] = mapped_column(JSON)
+    detail: Mapped[object | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        # GET /audit pages newest first on (occurred_at, id); each filter narrows by one column.
+        Index("ix_audit_entries_occurred_at_id", "occurred_at", "id"),
+        Index("ix_audit_entries_actor_id", "actor_id", "occurred_at"),
+        Index("ix_audit_entries_entity", "entity_type", "entity_id", "occurred_at"),
+        Index("ix_audit_entries_action", "action", "occurred_at"),
+    )

@@ -34,6 +34,8 @@ MATRIX = {
     "customers": {
         "read": EVERYONE, "create": SELLERS, "update": SELLERS, "delete": SELLERS, "restore": SELLERS,
         "merge": SELLERS, "assign": MANAGERS, "import": SELLERS, "export": EVERYONE,
+        # A person's data rights: everything about them, and erasing it, across the services.
+        "export personal data": ADMIN, "erase": ADMIN,
     },
     "custom fields": {"read": EVERYONE, "create": ADMIN},
     "contacts": {"read": EVERYONE, "create": SELLERS, "update": SELLERS, "delete": SELLERS},
@@ -70,6 +72,8 @@ MATRIX = {
     "webhooks": {"read": ADMIN, "create": ADMIN, "update": ADMIN, "delete": ADMIN, "redeliver": ADMIN},
     "users": {"read": ADMIN, "create": ADMIN, "update": ADMIN},
     "api keys": {"read": ADMIN, "create": ADMIN, "delete": ADMIN},
+    # The audit trail is read-only for everyone: no role may change or delete an entry.
+    "audit": {"read": ADMIN},
 }
 
 

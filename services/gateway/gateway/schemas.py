@@ -130,6 +130,9 @@ class ContactDetailsDoc(Schema):
         "description": "Stored in E.164; a number without +country code is read in CRM_DEFAULT_PHONE_REGION (CN)"})
     emails = fields.List(fields.Email())
     address = fields.Nested(AddressDoc)
+    id_number = fields.String(allow_none=True, validate=validate.Length(max=50), metadata={
+        "description": "National ID, passport or company registration number (at most 50 characters); "
+                       "personal data, stored encrypted"})
 
 
 class CustomerWritable(Schema):
@@ -188,6 +191,8 @@ class CustomerResponse(Schema):
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     deleted_at = fields.DateTime(allow_none=True)
+    erased_at = fields.DateTime(allow_none=True, metadata={
+        "description": "Set when the person's data was erased on request: the record is anonymised"})
     version = fields.Integer(required=True)
 
 

@@ -7,17 +7,21 @@ from functools import lru_cache, partial
 from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
+from crm_common.consumer import event_handler
 from crm_common.context import Context
 from crm_common.errors import NotFound
 from crm_common.metrics import Metrics
 from crm_common.ops import OpsEndpoints
 from crm_common.validation import load
 
-from gateway import idempotency, users
+from gateway.models import Base
+from gateway import audit_trail, idempotency, users
 from gateway.activity_routes import ActivityRoutes
 from gateway.apikey_routes import ApiKeyRoutes
+from gateway.audit_routes import AuditRoutes
 from gateway.contract_routes import ContractRoutes
 from gateway.customer_routes import CustomerRoutes
+from gateway.personal_data_routes import PersonalDataRoutes
 from gateway.import_routes import ImportRoutes
 from gateway.pipeline_routes import PipelineRoutes
 from gateway.product_routes import ProductRoutes
@@ -51,15 +55,17 @@ def openapi_json(service_cls):
 
 
 class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes, PipelineRoutes, ContractRoutes,
+                     PersonalDataRoutes,
                      ReportRoutes,
                      UserRoutes,
                      ApiKeyRoutes,
+                     AuditRoutes,
                      TaskRoutes,
                      WebhookRoutes,
                      OpsEndpoints):
     name = "gateway"
 
-    db = GatewayDatabase(migrations="gateway.migrations")
+    db = GatewayDatabase(migrations="gateway.migrations", metadata=Base.metadata)
     context = Context()
     metrics = Metrics()
     config = Config()
@@ -70,7 +76,7 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
     reporting = BoundedRpcProxy("reporting")
 
     def _sign_in(self):
-        return SignIn(self.db, self.auth.passwords, self.auth.access_tokens)
+        return SignIn(self.db, self.auth.passwords, self.auth.access_tokens, context=self.context)
 
     def _users(self):
         return users.UserDirectory(self.db, self.auth.passwords, self.context)
@@ -163,6 +169,31 @@ class GatewayService(CustomerRoutes, ActivityRoutes, ImportRoutes, ProductRoutes
     def list_notifications(self, request):
         limit, cursor = page_arguments(request)
         return self.notifications.list_notifications(limit, cursor)
+
+    # --- the audit trail (gateway.audit_trail; GET /audit in gateway.audit_routes) ---
+
+    # Each service records its entries as audit.recorded events (crm_common.audit);
+    # the event id is the entry id, so a redelivery stores nothing twice.
+    @event_handler("customers", "audit.recorded")
+    def on_customers_audit(self, envelope):
+        audit_trail.store_recorded(self.db, envelope)
+
+    @event_handler("sales", "audit.recorded")
+    def on_sales_audit(self, envelope):
+        audit_trail.store_recorded(self.db, envelope)
+
+    @event_handler("notifications", "audit.recorded")
+    def on_notifications_audit(self, envelope):
+        audit_trail.store_recorded(self.db, envelope)
+
+    @event_handler("reporting", "audit.recorded")
+    def on_reporting_audit(self, envelope):
+        audit_trail.store_recorded(self.db, envelope)
+
+    # The gateway's own entries from shared code (a key rotation) leave through its outbox too.
+    @event_handler("gateway", "audit.recorded")
+    def on_gateway_audit(self, envelope):
+        audit_trail.store_recorded(self.db, envelope)
 
     # --- operations ----------------------------------------------------------
 

@@ -17,6 +17,7 @@ from crm_common.types import utcnow
 from crm_common.validation import load
 from crm_common.versioning import check_version, flush_versioned
 
+from gateway import audit_trail
 from gateway.auth import PasswordHashing, SessionRevocations, write_secret_file
 from gateway.models import User
 from gateway.password_policy import password_problems
@@ -35,6 +36,8 @@ USER_UPDATED = "user.updated"
 EVENT_FIELDS = ("id", "email", "name", "language", "team_id", "role", "active", "version")
 
 user_response = UserResponse()
+# What a user.created audit entry shows (the email masked).
+AUDITED_FIELDS = ("email", "name", "role", "team_id", "language", "active")
 
 
 def to_dict(user):
@@ -79,6 +82,10 @@ class UserDirectory:
         except IntegrityError:
             raise _email_taken()
         self._publish(USER_CREATED, user)
+        audit_trail.write_entry(self.session, self.context, "user.created", "user", user.id, changes={
+            field: {"old": None, "new": audit_trail.masked_email(user.email) if field == "email"
+                    else getattr(user, field)}
+            for field in AUDITED_FIELDS})
         return user
 
     def change_password(self, user_id, data, sign_in, session_id, address=None):
@@ -99,6 +106,7 @@ class UserDirectory:
         # No user.updated event: the password is nothing other services hold.
         flush_versioned(self.session, f"User {user_id}")
         SessionRevocations(self.session).revoke_others(user.id, session_id)
+        audit_trail.write_entry(self.session, self.context, "user.password_changed", "user", user.id)
         return user
 
     def update_profile(self, user_id, data, expected_version=None):
@@ -131,12 +139,28 @@ class UserDirectory:
         changed = {field: value for field, value in changes.items() if getattr(user, field) != value}
         if not changed:
             return user  # nothing new: no version, no event
+        before = {field: getattr(user, field) for field in changed}
         for field, value in changed.items():
             setattr(user, field, value)
         user.updated_at = utcnow()
         flush_versioned(self.session, f"User {user_id}")
         self._publish(USER_UPDATED, user)
+        self._audit_update(user, {field: {"old": before[field], "new": value} for field, value in changed.items()})
         return user
+
+    def _audit_update(self, user, diff):
+        """A role change, a team change and a deactivation (or reactivation) are entries of their
+        own, so that GET /audit?action=user.role_changed finds them; other fields are user.updated."""
+        for field, action in (("role", "user.role_changed"), ("team_id", "user.team_changed")):
+            if field in diff:
+                audit_trail.write_entry(self.session, self.context, action, "user", user.id,
+                                        changes={field: diff.pop(field)})
+        if "active" in diff:
+            change = diff.pop("active")
+            action = "user.reactivated" if change["new"] else "user.deactivated"
+            audit_trail.write_entry(self.session, self.context, action, "user", user.id, changes={"active": change})
+        if diff:
+            audit_trail.write_entry(self.session, self.context, "user.updated", "user", user.id, changes=diff)
 
     def _publish(self, event_type, user):
         record_event(self.session, "gateway", event_type, event_data(user), self.context)

@@ -7,12 +7,18 @@ plugin), with small fake services (gateway_fakes.py) standing in for the others.
 """
 import pytest
 
-from crm_common.testing import memory_session, postgres_database
+from crm_common.testing import memory_session, postgres_database, use_test_keyring
 
 from gateway.auth import AccessTokens, PasswordHashing
 from gateway.models import Base
 
 from gateway_support import ADMIN_EMAIL, ADMIN_PASSWORD, JWT_SECRET, GatewayClient, free_port
+
+
+@pytest.fixture(autouse=True)
+def test_keyring(monkeypatch):
+    """Encrypted columns use a fixed test keyring, never a key file under the repository's var/."""
+    use_test_keyring(monkeypatch)
 
 
 @pytest.fixture

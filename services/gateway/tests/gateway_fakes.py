@@ -7,7 +7,7 @@ import itertools
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 
-from crm_common.errors import NotFound, ValidationFailed, VersionMismatch
+from crm_common.errors import NotFound, QueryTimeout, ValidationFailed, VersionMismatch
 from crm_common.types import utcnow
 
 
@@ -63,6 +63,8 @@ class FakeCustomers(FakeService):
         self._record("get_customer", customer_id)
         if customer_id == "explode":
             raise RuntimeError("database password is hunter2")
+        if customer_id == "too-slow":
+            raise QueryTimeout("The database cancelled a query that ran longer than its time limit.")
         return self._find(customer_id)
 
     @rpc
@@ -87,6 +89,16 @@ class FakeCustomers(FakeService):
         self._find(customer_id)
         del CUSTOMERS[customer_id]
 
+    @rpc
+    def export_personal_data(self, customer_id):
+        self._record("export_personal_data", customer_id)
+        return {"customer": self._find(customer_id), "contacts": [], "followups": [], "history": []}
+
+    @rpc
+    def erase_customer(self, customer_id, reason):
+        self._record("erase_customer", customer_id, reason)
+        return {"customer_id": self._find(customer_id)["id"], "erased_at": utcnow().isoformat()}
+
     def _find(self, customer_id):
         if customer_id not in CUSTOMERS:
             raise NotFound(f"Customer {customer_id} was not found.")
@@ -96,9 +108,19 @@ class FakeCustomers(FakeService):
 class FakeSales(FakeService):
     name = "sales"
 
+    @rpc
+    def export_personal_data(self, customer_id):
+        self._record("export_personal_data", customer_id)
+        return {"orders": [{"id": "o-1", "customer_id": customer_id}]}
+
 
 class FakeNotifications(FakeService):
     name = "notifications"
+
+    @rpc
+    def export_personal_data(self, customer_id):
+        self._record("export_personal_data", customer_id)
+        return {"tasks": [], "notifications": [], "webhook_deliveries": []}
 
     @rpc
     def list_notifications(self, limit=None, cursor=None):

@@ -110,6 +110,14 @@ def test_an_unexpected_service_error_is_500_without_internals(gateway, admin_tok
     assert body["request_id"] in body["detail"] or "request id" in body["detail"]
 
 
+def test_a_query_the_database_cancelled_is_503_saying_it_took_too_long(gateway, admin_token, start_fake):
+    start_fake(FakeCustomers)
+    body = assert_problem(gateway.get("/api/v1/customers/too-slow", token=admin_token), 503, "query_timeout")
+    assert body["title"] == "The query took too long" and "time limit" in body["detail"]
+    chinese = gateway.get("/api/v1/customers/too-slow", token=admin_token, headers={"Accept-Language": "zh-CN"})
+    assert assert_problem(chinese, 503, "query_timeout")["title"] == "查询耗时过长"
+
+
 def test_reports_and_notifications_are_proxied_with_the_caller(gateway, admin_token, start_fake, fake_calls):
     start_fake(FakeReporting)
     start_fake(FakeNotifications)

@@ -1,7 +1,12 @@
 """Idempotency-Key: a retried POST makes one record and gets the first answer."""
 import pytest
+from alembic import command as alembic_command
+from sqlalchemy import text
 
+from crm_common import crypto
+from crm_common.db import make_engine, make_session_factory
 from crm_common.errors import Conflict, NotFound, ValidationFailed
+from crm_common.migrate import alembic_config, upgrade
 
 from gateway import idempotency
 from gateway.idempotency import IdempotentRequests, StoredOutcome, fingerprint
@@ -31,6 +36,43 @@ def test_the_same_key_and_request_runs_once_and_replays(session):
     assert calls == [1]
     assert (replayed, replayed_again) == (False, True)
     assert (again.status, again.headers, again.body) == (201, {"Location": "/x/1"}, {"id": "1"})
+
+
+def test_the_stored_answer_is_encrypted_at_rest_and_replayed_in_clear(session):
+    answer = {"id": "1", "phones": ["+8613900003333"], "emails": ["wang.fang@example.cn"]}
+    command, calls = counting_command(StoredOutcome(201, {"Location": "/x/1"}, answer))
+    IdempotentRequests(session).run(USER, "k1", "fp", command)
+    session.commit()
+    stored = session.execute(text("SELECT body FROM idempotency_records")).scalar_one()
+    assert crypto.is_encrypted(stored)
+    assert "+8613900003333" not in stored and "wang.fang@example.cn" not in stored
+    session.expire_all()
+    again, replayed = IdempotentRequests(session).run(USER, "k1", "fp", command)
+    assert replayed and again.body == answer and calls == [1]
+
+
+def test_migration_0007_encrypts_the_bodies_stored_before_and_its_downgrade_decrypts_them(tmp_path):
+    url = f"sqlite:///{tmp_path}/g.db"
+    upgrade("gateway.migrations", url, "0006")
+    body = '{"id":"1","phones":["+8613900004444"]}'
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO idempotency_records (user_id, key, fingerprint, created_at, status,"
+                                " body) VALUES (:user, 'k1', 'fp', '2026-01-01', 201, :body)"),
+                           {"user": USER, "body": body})
+    upgrade("gateway.migrations", url)
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT body FROM idempotency_records")).scalar_one()
+    assert crypto.is_encrypted(stored) and "+8613900004444" not in stored
+    with make_session_factory(engine)() as orm:
+        assert orm.get(IdempotencyRecord, (USER, "k1")).body == body
+    with engine.begin() as connection:
+        config = alembic_config("gateway.migrations", url)
+        config.attributes["connection"] = connection
+        alembic_command.downgrade(config, "0006")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT body FROM idempotency_records")).scalar_one() == body
+    engine.dispose()
 
 
 def test_keys_belong_to_their_user(session):

@@ -2,6 +2,7 @@
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from crm_common.crypto import EncryptedText
 from crm_common.types import UtcDateTime, Uuid, new_id, utcnow
 
 
@@ -163,7 +164,9 @@ class WebhookDelivery(Base):
     webhook_id: Mapped[str] = mapped_column(Uuid(), ForeignKey("webhooks.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(36))
     event_type: Mapped[str] = mapped_column(String(100))
-    payload: Mapped[str] = mapped_column(Text)  # the envelope as sent, byte for byte
+    # The envelope as sent, byte for byte; it carries customer snapshots (phones,
+    # emails), so it is encrypted at rest and signed over the decrypted text.
+    payload: Mapped[str] = mapped_column(EncryptedText)
     status: Mapped[str] = mapped_column(String(10))  # pending | succeeded | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[int | None] = mapped_column(Integer)

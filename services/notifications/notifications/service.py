@@ -6,10 +6,13 @@ from crm_common.config import env
 from crm_common.consumer import event_handler
 from eventlet import GreenPool
 from crm_common.db import make_session_factory
+from notifications.models import Base
+from notifications import audited  # noqa: F401 (registers the audited models)
 from notifications import webhooks
 from crm_common.context import Context
 from crm_common.db import Database
 from crm_common.metrics import Metrics
+from crm_common.rpc import BoundedRpcProxy
 from crm_common.ops import OpsEndpoints
 
 from notifications.domain import Inbox, notify_customer_assigned, notify_customers_imported
@@ -17,6 +20,7 @@ from notifications import email  # noqa: F401 (registers the email channel in di
 from notifications.recipients import apply_user_event
 from notifications.dispatch import deliver_due
 from notifications.preferences import Preferences
+from notifications import personal_data
 from notifications.reminders import new_instance_id, send_due_reminders
 from notifications.tasks import Tasks, contract_expiry_alert, followup_reminder_task
 
@@ -24,9 +28,12 @@ from notifications.tasks import Tasks, contract_expiry_alert, followup_reminder_
 class NotificationsService(OpsEndpoints):
     name = "notifications"
 
-    db = Database(migrations="notifications.migrations")
+    db = Database(migrations="notifications.migrations", metadata=Base.metadata)
     context = Context()
     metrics = Metrics()
+    # Asked whether the caller may see a record a task names (the owners decide, with the caller's context).
+    customers = BoundedRpcProxy("customers")
+    sales = BoundedRpcProxy("sales")
 
     @event_handler("customers", "customer.assigned")
     def on_customer_assigned(self, envelope):
@@ -35,6 +42,16 @@ class NotificationsService(OpsEndpoints):
     @event_handler("customers", "customer.imported")
     def on_customers_imported(self, envelope):
         notify_customers_imported(self.db, envelope)
+
+    # --- personal data rights (notifications.personal_data) -----------------
+
+    @event_handler("customers", "customer.erased")
+    def on_customer_erased(self, envelope):
+        personal_data.scrub_customer(self.db, envelope)
+
+    @rpc
+    def export_personal_data(self, customer_id):
+        return personal_data.personal_data(self.db, self.context, customer_id)
 
     @rpc
     def list_notifications(self, limit=None, cursor=None):
@@ -61,29 +78,38 @@ class NotificationsService(OpsEndpoints):
     def on_contract_expiring(self, envelope):
         contract_expiry_alert(self.db, envelope)
 
+    def _tasks(self):
+        return Tasks(self.db, self.context, self._require_visible)
+
+    def _require_visible(self, kind, record_id):
+        """NotFound unless the caller may see the record: its own service answers, as for the caller."""
+        get = {"customer": self.customers.get_customer, "opportunity": self.sales.get_opportunity,
+               "contract": self.sales.get_contract}[kind]
+        get(record_id)
+
     @rpc
     def create_task(self, data, assignee_team_id=None):
-        return Tasks(self.db, self.context).create(data, assignee_team_id)
+        return self._tasks().create(data, assignee_team_id)
 
     @rpc
     def list_tasks(self, filters=None, limit=None, cursor=None):
-        return Tasks(self.db, self.context).list(filters, limit, cursor)
+        return self._tasks().list(filters, limit, cursor)
 
     @rpc
     def get_task(self, task_id):
-        return Tasks(self.db, self.context).get(task_id)
+        return self._tasks().get(task_id)
 
     @rpc
     def update_task(self, task_id, changes, expected_version=None, assignee_team_id=None):
-        return Tasks(self.db, self.context).update(task_id, changes, expected_version, assignee_team_id)
+        return self._tasks().update(task_id, changes, expected_version, assignee_team_id)
 
     @rpc
     def complete_task(self, task_id):
-        return Tasks(self.db, self.context).complete(task_id)
+        return self._tasks().complete(task_id)
 
     @rpc
     def cancel_task(self, task_id):
-        return Tasks(self.db, self.context).cancel(task_id)
+        return self._tasks().cancel(task_id)
 
     @rpc
     def mark_all_read(self):

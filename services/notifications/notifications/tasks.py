@@ -35,6 +35,8 @@ ASSIGNER_ROLES = ("admin", "manager", "system")
 NO_DUE_DATE = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 task_out = TaskOut()
+# The records a task may name, and what a missing or invisible one is called.
+REFERENCES = {"customer_id": "customer", "opportunity_id": "opportunity", "contract_id": "contract"}
 
 
 def to_dict(task):
@@ -49,9 +51,13 @@ class Tasks:
     """The tasks as one caller may use them: sales and support users theirs, managers their team's too,
     admins all. Invisible tasks answer 404 like missing ones."""
 
-    def __init__(self, session, context):
+    def __init__(self, session, context, require_visible=None):
+        """``require_visible(kind, record_id)`` raises NotFound unless the caller may see that customer,
+        opportunity or contract (the service asks the owning service, with the caller's context).
+        Without it, a task names no such record."""
         self.session = session
         self.context = context
+        self.require_visible = require_visible
 
     # --- who may see and change what ---------------------------------------
 
@@ -82,6 +88,20 @@ class Tasks:
             raise ValidationFailed("Managers give tasks within their team.",
                                    {"assignee_id": ["Not a member of your team."]})
         return assignee_id, assignee_team_id
+
+    def _check_references(self, data):
+        """A task names only records the caller may see; another owner's answers exactly like a
+        missing one (422 naming the field), so a task is no way to learn of or reach it."""
+        for field, kind in REFERENCES.items():
+            record_id = data.get(field)
+            if record_id is None:
+                continue
+            try:
+                if self.require_visible is None:
+                    raise NotFound(f"No {kind} can be checked here.")
+                self.require_visible(kind, str(record_id))
+            except NotFound:
+                raise ValidationFailed(f"Unknown {kind}.", {field: [f"There is no {kind} with this id."]})
 
     def find(self, task_id):
         task = self.session.execute(self._visible(select(Task).where(Task.id == str(task_id)))).scalar_one_or_none()
@@ -117,6 +137,7 @@ class Tasks:
     def create(self, data, assignee_team_id=None):
         self._require_writer()
         data = load(TaskCreate, data)
+        self._check_references(data)
         assignee_id, assignee_team_id = self._assignee(data.pop("assignee_id", None), assignee_team_id)
         now = utcnow()
         task = Task(**data, assignee_id=assignee_id, assignee_team_id=assignee_team_id, status=OPEN,
@@ -138,6 +159,7 @@ class Tasks:
         changes = {field: value for field, value in changes.items() if getattr(task, field) != value}
         if not changes:
             return to_dict(task)  # nothing new: no new version
+        self._check_references(changes)
         due, remind = changes.get("due_at", task.due_at), changes.get("remind_at", task.remind_at)
         if due is not None and remind is not None and remind > due:
             raise ValidationFailed("The input is not valid.", {"remind_at": [REMIND_AFTER_DUE]})

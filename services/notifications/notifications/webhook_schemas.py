@@ -16,6 +16,9 @@ DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 def _event_type(value):
     if not EVENT_TYPE_PATTERN.match(value):
         raise ValidationError(EVENT_TYPE_MESSAGE)
+    # The audit trail is no integration's business (notifications.webhooks.INTERNAL_EVENT_TYPES).
+    if value == "audit.*" or value == "audit.recorded":
+        raise ValidationError("Audit events cannot be subscribed to; admins read them at GET /audit.")
 
 
 class EventTypes(fields.List):

@@ -80,9 +80,17 @@ attempt_out = WebhookAttemptOut()
 
 # --- the rules ----------------------------------------------------------------
 
+# Events between the CRM's own services, never offered to integrations: the
+# audit trail (audit.recorded) is read by admins through GET /audit only.
+INTERNAL_EVENT_TYPES = frozenset({"audit.recorded"})
+
+
 def event_matches(patterns, event_type):
     """Whether a webhook subscribed to ``patterns`` wants ``event_type``:
-    "*" is every type, "order.*" every type that starts with "order.", anything else exactly that type."""
+    "*" is every type, "order.*" every type that starts with "order.", anything else exactly that type.
+    Internal event types match nothing."""
+    if event_type in INTERNAL_EVENT_TYPES:
+        return False
     for pattern in patterns:
         if pattern == "*" or pattern == event_type:
             return True
@@ -146,6 +154,8 @@ def queue_deliveries(session, envelope, now=None):
     event_id, event_type = envelope.get("event_id"), envelope.get("type")
     if not isinstance(event_id, str) or not isinstance(event_type, str):
         raise ValidationFailed("Not an event envelope.", {"_schema": ["event_id and type are required."]})
+    if event_type in INTERNAL_EVENT_TYPES:
+        return []  # without a query: every change of a record sends one of these
     wanted = [webhook for webhook in session.execute(select(Webhook).where(Webhook.active.is_(True))).scalars()
               if event_matches(webhook.event_types, event_type)]
     if not wanted:

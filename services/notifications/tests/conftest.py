@@ -3,10 +3,16 @@ from datetime import datetime, timezone
 
 import pytest
 
-from crm_common.testing import memory_session
+from crm_common.testing import memory_session, use_test_keyring
 from crm_common.testing_cast import ALICE, BOB, ADMIN, as_alice, as_bob  # noqa: F401
 
 from notifications.models import Base
+
+
+@pytest.fixture(autouse=True)
+def test_keyring(monkeypatch):
+    """Encrypted columns use a fixed test keyring, never a key file under the repository's var/."""
+    use_test_keyring(monkeypatch)
 
 
 @pytest.fixture

@@ -8,7 +8,12 @@ import pytest
 import requests
 from nameko.testing.services import worker_factory
 
-from crm_common.db import make_session_factory
+from alembic import command
+from sqlalchemy import text
+
+from crm_common import crypto
+from crm_common.db import make_engine, make_session_factory
+from crm_common.migrate import alembic_config, upgrade
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from crm_common.testing_cast import as_admin  # noqa: F401
 
@@ -238,6 +243,48 @@ def test_a_delivery_is_posted_signed_with_the_stored_bytes(admin_worker, session
     assert scan(sessions, receiver, T0 + timedelta(hours=1)) == []  # nothing is sent twice
 
 
+def test_the_payload_is_encrypted_at_rest_and_posted_as_the_exact_signed_text(admin_worker, sessions, session):
+    created = hook(admin_worker)
+    customer_created = event(id=str(uuid.uuid4()), name="Acme 上海", phones=["+8613900001111"],
+                             emails=["li.wei@acme.example"], address={"street": "88 Century Avenue"})
+    admin_worker.on_customers_event_for_webhooks(customer_created)
+    stored = session.execute(text("SELECT payload FROM webhook_deliveries")).scalar_one()
+    assert crypto.is_encrypted(stored)
+    for secret_value in ("+8613900001111", "li.wei@acme.example", "88 Century Avenue", "Acme"):
+        assert secret_value not in stored
+    receiver = Receiver(204)
+    assert scan(sessions, receiver, T0) == ["succeeded"]
+    [sent] = receiver.requests
+    # The receiver gets the envelope's bytes exactly as before encryption, signed over those bytes.
+    assert sent["body"] == webhooks.envelope_bytes(customer_created).encode()
+    assert sent["headers"]["X-CRM-Signature"] == "sha256=" + _independent_hmac_sha256(
+        SECRET.encode(), sent["headers"]["X-CRM-Timestamp"].encode() + b"." + sent["body"])
+
+
+def test_migration_0003_encrypts_the_payloads_stored_before_and_its_downgrade_decrypts_them(tmp_path):
+    url = f"sqlite:///{tmp_path}/n.db"
+    upgrade("notifications.migrations", url, "0002")
+    payload = webhooks.envelope_bytes(event(phones=["+8613900002222"]))
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO webhooks (id, url, event_types, secret, active, allow_private_network,"
+                                " created_at, updated_at, version) VALUES ('w1', 'https://h.example', '[]', 's',"
+                                " 1, 0, '2026-01-01', '2026-01-01', 1)"))
+        connection.execute(text("INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, payload,"
+                                " status, attempts, created_at) VALUES ('d1', 'w1', 'e1', 'customer.created',"
+                                " :payload, 'pending', 0, '2026-01-01')"), {"payload": payload})
+    upgrade("notifications.migrations", url)
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT payload FROM webhook_deliveries")).scalar_one()
+    assert crypto.is_encrypted(stored) and "+8613900002222" not in stored
+    with make_session_factory(engine)() as orm:
+        assert orm.get(WebhookDelivery, "d1").payload == payload
+    downgrade("notifications.migrations", url, "0002")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT payload FROM webhook_deliveries")).scalar_one() == payload
+    engine.dispose()
+
+
 def test_failures_are_retried_with_doubling_waits_until_24_hours_then_failed(admin_worker, sessions, session):
     created = hook(admin_worker)
     admin_worker.on_customers_event_for_webhooks(event())
@@ -338,3 +385,14 @@ def test_deliveries_are_paged_newest_first(admin_worker):
     assert second["next_cursor"] is None
     with pytest.raises(NotFound):
         admin_worker.list_webhook_deliveries(str(uuid.uuid4()))
+
+
+def downgrade(package, url, revision):
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(package, url)
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        engine.dispose()

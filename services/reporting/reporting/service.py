@@ -16,6 +16,8 @@ from crm_common.metrics import Metrics
 from crm_common.rpc import BoundedRpcProxy
 from crm_common.ops import OpsEndpoints
 
+from reporting import personal_data
+from reporting.models import Base
 from reporting.reports import Reports
 
 from reporting import consistency, ingest, rebuild
@@ -34,7 +36,7 @@ REBUILD_PAGE_SIZE = 500
 class ReportingService(OpsEndpoints):
     name = "reporting"
 
-    db = Database(migrations="reporting.migrations")
+    db = Database(migrations="reporting.migrations", metadata=Base.metadata)
     context = Context()
     metrics = Metrics()
     customers = BoundedRpcProxy(CUSTOMERS, timeout=SOURCE_CALL_TIMEOUT)
@@ -66,6 +68,10 @@ class ReportingService(OpsEndpoints):
     @event_handler(CUSTOMERS, "followup.logged")
     def on_followup_logged(self, envelope):
         ingest.apply_event(self.db, envelope)
+
+    @event_handler(CUSTOMERS, "customer.erased")
+    def on_customer_erased(self, envelope):
+        personal_data.apply_erased(self.db, envelope)
 
     @event_handler(SALES, "order.placed")
     def on_order_placed(self, envelope):

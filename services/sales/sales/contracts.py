@@ -33,7 +33,7 @@ from sales.contract_schemas import (
     ContractUpdate, END_NOT_AFTER_START, ExpiryCheckOut, ReasonRequest, SignRequest, StatusChangeOut,
 )
 from sales.documents import SalesRecords
-from sales.domain import require_active_customer
+from sales.domain import require_visible_customer
 from sales.money import round_money
 from sales.metrics import CONTRACTS_SIGNED
 from sales.models import Contract, ContractAttachment, ContractStatusChange, Order
@@ -134,7 +134,7 @@ class Contracts(SalesRecords):
         self.require_writer()
         data = load(ContractCreate, data)
         owner_id, owner_team_id = self.owner(data.pop("owner_id", None), owner_team_id)
-        require_active_customer(self.session, data["customer_id"])
+        require_visible_customer(self.session, self.context, data["customer_id"])
         self._check_order(data.get("order_id"), data["customer_id"])
         data["value"] = round_money(data["value"], data["currency"])
         now = utcnow()
@@ -166,7 +166,7 @@ class Contracts(SalesRecords):
             raise ValidationFailed("The input is not valid.", {"end_date": [END_NOT_AFTER_START]})
         customer_id = changes.get("customer_id", contract.customer_id)
         if "customer_id" in changes:
-            require_active_customer(self.session, customer_id)
+            require_visible_customer(self.session, self.context, customer_id)
         if "customer_id" in changes or "order_id" in changes:
             self._check_order(changes.get("order_id", contract.order_id), customer_id)
         for field, value in changes.items():

@@ -12,7 +12,7 @@ from crm_common.permissions import visibility
 from crm_common.types import utcnow
 
 from sales.catalogue import price_list_price
-from sales.domain import require_active_customer
+from sales.domain import require_active_customer, require_visible_customer
 from sales.money import MAX_AMOUNT, as_wire
 from sales.models import Opportunity, Product
 from sales.pricing import document_totals, price_line
@@ -73,6 +73,7 @@ class SalesRecords:
         priced lines and totals (the caller adds its status and own fields)."""
         self.require_writer()
         owner_id, owner_team_id = self.owner(data["owner_id"], owner_team_id)
+        require_visible_customer(self.session, self.context, data["customer_id"])
         self.check_opportunity(data["opportunity_id"], data["customer_id"])
         now = utcnow()
         currency, lines, totals = priced_lines(self.session, data["customer_id"], data.get("currency"),
@@ -85,8 +86,11 @@ class SalesRecords:
     def check_opportunity(self, opportunity_id, customer_id):
         if opportunity_id is None:
             return
-        found = self.session.execute(select(Opportunity.customer_id).where(
-            Opportunity.id == opportunity_id)).scalar_one_or_none()
+        # An opportunity the caller may not see is answered like a missing one.
+        statement = select(Opportunity.customer_id).where(Opportunity.id == opportunity_id)
+        condition = visibility(self.context, Opportunity.owner_id, Opportunity.owner_team_id)
+        found = self.session.execute(
+            statement if condition is None else statement.where(condition)).scalar_one_or_none()
         if found is None:
             raise ValidationFailed("Unknown opportunity.",
                                    {"opportunity_id": ["There is no opportunity with this id."]})

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 
 from crm_common.consumer import first_delivery
 from crm_common.errors import ValidationFailed
+from crm_common.permissions import visibility
 from crm_common.readmodel import upsert_if_newer, upsert_many_if_newer
 from crm_common.types import utcnow
 from crm_common.validation import load
@@ -134,6 +135,23 @@ def require_active_customer(session, customer_id):
     """
     customer = find_active_customer(session, customer_id)
     if customer is None:
+        raise ValidationFailed(UNKNOWN_CUSTOMER, {"customer_id": [UNKNOWN_CUSTOMER]})
+    return customer
+
+
+def require_visible_customer(session, context, customer_id):
+    """The replica row of ``customer_id`` if the caller may see it (its owner and team from the
+    replica); else the same ValidationFailed (422) as an unknown customer.
+
+    For every record that names a customer on the caller's behalf: nobody
+    sells, quotes or contracts to a customer they may not see, and the answer
+    for another owner's customer is exactly the one for a missing id, so it
+    tells nothing about which customers exist.
+    """
+    customer = require_active_customer(session, customer_id)
+    condition = visibility(context, CustomerReplica.owner_id, CustomerReplica.owner_team_id)
+    if condition is not None and session.execute(
+            select(CustomerReplica.id).where(CustomerReplica.id == customer.id, condition)).first() is None:
         raise ValidationFailed(UNKNOWN_CUSTOMER, {"customer_id": [UNKNOWN_CUSTOMER]})
     return customer
 

@@ -19,7 +19,7 @@ from crm_common.types import utcnow
 from crm_common.validation import load
 from crm_common.versioning import check_version, flush_versioned
 
-from sales.domain import require_active_customer
+from sales.domain import require_visible_customer
 from sales.metrics import OPPORTUNITIES_CREATED, OPPORTUNITY_STAGE_CHANGES
 from sales.models import Opportunity, OpportunityStageChange, Pipeline, PipelineStage
 from sales.money import as_wire, round_money
@@ -320,7 +320,7 @@ class Opportunities:
     def create(self, data, owner_team_id=None):
         require_writer(self.context, "opportunities")
         data = load(OpportunityCreate, data)
-        require_active_customer(self.session, data["customer_id"])
+        require_visible_customer(self.session, self.context, data["customer_id"])
         owner_id = data.pop("owner_id", None) or self.context.user_id
         owner_team_id = owner_team_id if owner_team_id is not None else self.context.team_id
         self._check_owner(owner_id, owner_team_id)

@@ -52,3 +52,14 @@ class CustomerMerged(Schema):
 
     target_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
     source_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+
+
+class CustomerErased(Schema):
+    """customer.erased: the customer's personal data was erased on request; scrub what we hold."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    # The anonymised name the customer has now ("Erased customer <id prefix>").
+    name = fields.String(load_default=None, validate=validate.Length(max=200))

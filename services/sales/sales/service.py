@@ -11,6 +11,8 @@ from crm_common.types import utcnow
 from crm_common.metrics import Metrics
 from crm_common.ops import OpsEndpoints
 
+from sales.models import Base
+from sales import audited  # noqa: F401 (registers the audited models)
 from sales.domain import CustomerReplicaFeed, customer_known
 from sales.catalogue import PriceLists, Products
 from sales.orders import Orders
@@ -19,6 +21,7 @@ from sales.contracts import ContractExpiry, Contracts
 from sales.storage import store_from_env
 from sales.pipeline import Opportunities, Pipelines
 from sales.reporting_feed import SalesFeed
+from sales import personal_data
 
 CUSTOMERS = "customers"
 
@@ -26,7 +29,7 @@ CUSTOMERS = "customers"
 class SalesService(OpsEndpoints):
     name = "sales"
 
-    db = Database(migrations="sales.migrations")
+    db = Database(migrations="sales.migrations", metadata=Base.metadata)
     context = Context()
     metrics = Metrics()
 
@@ -199,6 +202,16 @@ class SalesService(OpsEndpoints):
     @event_handler(CUSTOMERS, "customer.merged")
     def on_customer_merged(self, envelope):
         CustomerReplicaFeed(self.db).apply_merged(envelope)
+
+    # --- personal data rights (sales.personal_data) -------------------------
+
+    @event_handler(CUSTOMERS, "customer.erased")
+    def on_customer_erased(self, envelope):
+        personal_data.scrub_customer(self.db, envelope)
+
+    @rpc
+    def export_personal_data(self, customer_id):
+        return personal_data.personal_data(self.db, self.context, customer_id)
 
     # --- reporting's rebuild and consistency check (sales.reporting_feed) ---
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from crm_common.outbox import outbox_table
-from crm_common.testing_cast import ALICE, MANAGER
+from crm_common.testing_cast import ALICE, BOB, MANAGER
 
 from sales import storage
 from sales.contracts import AttachmentDamaged, ContractExpiry, Contracts
@@ -21,6 +21,7 @@ from sales.service import SalesService
 TODAY = date(2026, 11, 29)
 CUSTOMER = "11111111-1111-4111-8111-111111111111"
 OTHER_CUSTOMER = "22222222-2222-4222-8222-222222222222"
+BOBS_CUSTOMER = "44444444-4444-4444-8444-444444444444"
 
 
 def events(session, event_type):
@@ -39,6 +40,7 @@ def customers(session):
                                  ("33333333-3333-4333-8333-333333333333", True)):
         session.add(CustomerReplica(id=customer_id, name="Acme", owner_id=ALICE, owner_team_id="east",
                                     deleted=deleted, version=1))
+    session.add(CustomerReplica(id=BOBS_CUSTOMER, name="Bob's", owner_id=BOB, owner_team_id="west", version=1))
     session.flush()
 
 
@@ -123,7 +125,7 @@ def test_a_draft_is_edited_with_if_match_and_only_while_a_draft(contracts, as_al
 
 def test_each_role_sees_its_own_the_team_or_all_contracts(contracts, as_alice, as_bob, as_east_manager,
                                                          as_viewer, alices):
-    bobs = contracts(as_bob).create(draft(title="Bob's"))
+    bobs = contracts(as_bob).create(draft(title="Bob's", customer_id=BOBS_CUSTOMER))
     assert [c["id"] for c in contracts(as_alice).list()["items"]] == [alices["id"]]
     assert [c["id"] for c in contracts(as_east_manager).list()["items"]] == [alices["id"]]
     assert {c["id"] for c in contracts(as_viewer).list()["items"]} == {alices["id"], bobs["id"]}

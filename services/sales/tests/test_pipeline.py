@@ -22,8 +22,8 @@ STAGE_KEYS = [key for key, *_ in DEFAULT_STAGES]
 @pytest.fixture
 def known_customer(session):
     """A customer the sales replica knows (as customer.created would leave it)."""
-    def make(name="Acme Ltd", deleted=False):
-        row = CustomerReplica(id=str(uuid.uuid4()), name=name, owner_id=ALICE, owner_team_id="east",
+    def make(name="Acme Ltd", deleted=False, owner_id=ALICE, owner_team_id="east"):
+        row = CustomerReplica(id=str(uuid.uuid4()), name=name, owner_id=owner_id, owner_team_id=owner_team_id,
                               deleted=deleted, version=1)
         session.add(row)
         session.flush()
@@ -34,7 +34,10 @@ def known_customer(session):
 @pytest.fixture
 def new_opportunity(session, known_customer):
     def make(context, **fields):
-        data = {"customer_id": known_customer(), "title": "500 licences", "amount": "1200.00",
+        # Sales users sell to their own customers (admins and the system to anyone's).
+        owner = (context.user_id, context.team_id) if context.role == "sales" else (ALICE, "east")
+        data = {"customer_id": known_customer(owner_id=owner[0], owner_team_id=owner[1]),
+                "title": "500 licences", "amount": "1200.00",
                 "currency": "CNY", **fields}
         return Opportunities(session, context).create(data, owner_team_id=context.team_id)
     return make
