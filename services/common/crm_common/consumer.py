@@ -125,8 +125,12 @@ class ReliableEventHandler(EventHandler):
             )
             metrics.EVENTS_CONSUMED.labels(self.service_name, self._counted_type(message), "retry").inc()
         else:
+            # What `crmctl dlq list` shows and `crmctl dlq replay` needs (crm_common.crmctl.dlq).
             headers.update({
                 "x-crm-original-queue": self.queue.name,
+                "x-crm-original-exchange": self.queue.exchange.name,
+                "x-crm-handler": f"{self.service_name}.{self.method_name}",
+                "x-crm-dead-lettered-at": utcnow().isoformat(),
                 "x-crm-error": repr(exc_info[1])[:1000],
             })
             log.error("handler %s.%s gave up on %s after %d attempts; dead-lettered",

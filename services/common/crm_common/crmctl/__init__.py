@@ -4,6 +4,13 @@
     crmctl keys new [--print-env]    add a fresh key and make it current
     crmctl rotate-keys               every service re-encrypts its data under the current key
     crmctl keys retire <kid>         remove an old key once no service holds a value under it
+    crmctl backup [--dir D]          every service's database into one timestamped folder with a manifest
+    crmctl verify <backup> [--deep]  check a backup's files (and restored contents) against its manifest
+    crmctl restore <backup> [--force] restore every service's database, then compare with the manifest
+    crmctl backups prune --keep-daily N --keep-weekly M   delete backups the retention policy drops
+    crmctl dlq list [--service S] [--json]   dead-lettered events (metadata only), left in place
+    crmctl dlq replay (--event-id ID | --all) [--dry-run]  back to the handler that gave up on them
+    crmctl dlq purge (--event-id ID | --all) --yes         delete dead letters for good
 
 Installed as a console script by services/common (``make venv``). Each
 subcommand lives in a module of this package: the module's ``add_parsers``
@@ -21,10 +28,10 @@ import warnings
 # on an operator's terminal, and nothing they can act on.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from crm_common.crmctl import keys, rotation  # noqa: E402
+from crm_common.crmctl import backup, dlq, keys, rotation  # noqa: E402
 from crm_common.crmctl.common import CommandFailed  # noqa: E402
 
-COMMAND_MODULES = (keys, rotation)
+COMMAND_MODULES = (keys, rotation, backup, dlq)
 
 
 def build_parser():
