@@ -20,6 +20,8 @@ Metrics then count each event under its own type, read from the envelope.
 """
 import logging
 
+import eventlet
+
 from kombu import Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler, SERVICE_POOL
@@ -28,6 +30,7 @@ from sqlalchemy import Column, String, Table, select
 from crm_common import metrics
 from crm_common.config import env
 from crm_common.db import kernel_metadata
+from crm_common.rpc import BROKER_ERRORS
 from crm_common.types import UtcDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -104,11 +107,36 @@ class ReliableEventHandler(EventHandler):
         return payload.get("type", self.event_type) if isinstance(payload, dict) else self.event_type
 
     def handle_message_processed(self, message, result=None, exc_info=None):
+        # Every broker operation here is guarded: one that raises would end the
+        # worker thread with an error, and nameko then kills the whole container
+        # (seen during a broker restart: sales and reporting exited, from a
+        # retry publish and from an ack on a reset connection, and never came back).
         if exc_info is None:
             metrics.EVENTS_CONSUMED.labels(self.service_name, self._counted_type(message), "ok").inc()
         else:
-            self._retry_or_dead_letter(message, exc_info)
-        self.queue_consumer.ack_message(message)
+            try:
+                self._retry_or_dead_letter(message, exc_info)
+            except BROKER_ERRORS as error:
+                # The retry or dead-letter copy was not published. The event stays
+                # unacknowledged: requeued if the channel still lives (after a
+                # pause, not in a hot loop), else the broker has reclaimed it and
+                # redelivers it once we reconnect. The handler failed, so nothing
+                # was committed for it: it is still applied once.
+                log.warning("handler %s.%s could not schedule the retry of %s (%s); it will be redelivered",
+                            self.service_name, self.method_name, self.event_type, error)
+                eventlet.sleep(1)
+                self._settle(self.queue_consumer.requeue_message, message)
+                return
+        self._settle(self.queue_consumer.ack_message, message)
+
+    def _settle(self, operation, message):
+        try:
+            operation(message)
+        except BROKER_ERRORS as error:
+            # The connection died under the ack: the broker redelivers the event,
+            # and the processed-events record makes the redelivery a no-op.
+            log.warning("handler %s.%s could not settle %s (%s); the broker will redeliver it",
+                        self.service_name, self.method_name, self.event_type, error)
 
     def _retry_or_dead_letter(self, message, exc_info):
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0)) + 1

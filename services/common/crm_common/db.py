@@ -9,11 +9,12 @@ import logging
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event, MetaData, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from crm_common.config import db_url, env, env_bool
-from crm_common.errors import QueryTimeout
+from crm_common.errors import QueryTimeout, ServiceUnavailable
 from crm_common.metrics import time_statements
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,27 @@ def make_engine(url, pool_size=10, statement_timeout=None):
 
 
 def _raise_query_timeout(context):
-    """A statement PostgreSQL cancelled for its time limit becomes QueryTimeout.
+    """A statement PostgreSQL cancelled for its time limit becomes QueryTimeout;
+    a lost connection becomes ServiceUnavailable.
 
     Raised from the handler, it replaces SQLAlchemy's OperationalError (the
     driver error stays chained as its cause), so the service's caller gets a
     typed error it can answer 503 to. Other cancellations (pg_cancel_backend)
     share the SQLSTATE and are, to the caller, the same thing.
     """
+    if context.is_disconnect:
+        # The connection died under the statement (PostgreSQL restarted, the
+        # backend terminated). pool_pre_ping protects only checkouts; a worker
+        # holding a connection when it dies got a bare OperationalError, which
+        # the gateway answered as a 500. A 503 says "try again", which is true:
+        # SQLAlchemy still invalidates this connection and the pool (it does so
+        # after this handler, whatever it raises), so the next checkout
+        # reconnects; an event handler retries (503 is worth retrying).
+        raise ServiceUnavailable("The database connection was lost; try again.")
+    if context.connection is None and isinstance(context.sqlalchemy_exception, OperationalError):
+        # No connection could be made (the server is restarting, or refuses more
+        # clients): the database is unavailable, a 503, not a 500.
+        raise ServiceUnavailable("The database is not accepting connections; try again.")
     if getattr(context.original_exception, "pgcode", None) == QUERY_CANCELED:
         raise QueryTimeout("The database cancelled a query that ran longer than its time limit; "
                            "narrow the request (filters, a smaller page) or try again later.")

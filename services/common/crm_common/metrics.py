@@ -41,6 +41,11 @@ DB_QUERY_DURATION = Histogram(
 HTTP_REQUESTS = Counter(
     "crm_http_requests_total", "HTTP requests served by the gateway", ["route", "method", "status"]
 )
+HTTP_SHED = Counter(
+    "crm_http_shed_total",
+    "API requests the gateway refused with 503 at once because too many were already waiting for a worker",
+    ["route"],
+)
 HTTP_DURATION = Histogram(
     "crm_http_request_duration_seconds", "Time to serve an HTTP request", ["route"],
     buckets=LATENCY_BUCKETS,

@@ -18,6 +18,7 @@ from eventlet.corolocal import local
 from kombu import Connection
 from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
+from nameko.messaging import QueueConsumer
 from nameko.rpc import ReplyListener, RpcProxy, ServiceProxy
 
 from crm_common.config import rpc_timeout
@@ -26,6 +27,35 @@ from crm_common.errors import ServiceUnavailable
 log = logging.getLogger(__name__)
 
 BROKER_ERRORS = (OperationalError, AmqpConnectionError, socket.error)
+
+
+def _surviving_broker_loss(settle):
+    """nameko's QueueConsumer.ack_message / requeue_message, not raising when the connection dies.
+
+    nameko skips a message whose connection is already gone and ignores
+    amqp's ConnectionError, but a socket reset in the middle of the ack
+    (ConnectionResetError, seen during `rabbitmqctl stop_app`) escapes, ends
+    the worker thread with an error, and nameko then kills the whole
+    container: the service exits instead of reconnecting (seen in the gateway,
+    acking an RPC reply, and in reporting, acking an event). Every entrypoint
+    and reply listener settles messages here, so this is patched once, for
+    all. A message not acknowledged is redelivered by the broker; consumers
+    are idempotent and RPC requests expire.
+    """
+    def tolerant(self, message):
+        try:
+            settle(self, message)
+        except BROKER_ERRORS as error:
+            log.warning("could not %s a message, the broker connection was lost (%s); "
+                        "the broker will redeliver it", settle.__name__.split("_")[0], error)
+    tolerant.__name__ = settle.__name__
+    tolerant.surviving_broker_loss = True
+    return tolerant
+
+
+if not getattr(QueueConsumer.ack_message, "surviving_broker_loss", False):
+    QueueConsumer.ack_message = _surviving_broker_loss(QueueConsumer.ack_message)
+    QueueConsumer.requeue_message = _surviving_broker_loss(QueueConsumer.requeue_message)
 
 
 class ForgettingReplyListener(ReplyListener):

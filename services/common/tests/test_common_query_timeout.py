@@ -73,3 +73,29 @@ def test_sqlite_engines_have_no_statement_limit_and_allow_long_statements_is_a_n
         session.close()
     finally:
         engine.dispose()
+
+
+def test_a_lost_connection_is_a_503_and_the_next_statement_reconnects(pg_url, monkeypatch):
+    """A backend terminated under a worker (a database restart): ServiceUnavailable, not a bare
+    OperationalError (a 500 at the gateway); the pool is invalidated, so the next checkout works."""
+    import psycopg2
+
+    engine = make_engine(pg_url, pool_size=2)
+    try:
+        session = make_session_factory(engine)()
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
+        admin = psycopg2.connect(pg_url.replace("+psycopg2", ""))
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        admin.close()
+        with pytest.raises(ServiceUnavailable) as raised:
+            session.execute(text("SELECT 1"))
+        assert not isinstance(raised.value, QueryTimeout)
+        assert problem_from_error(raised.value, request_id="r1")["status"] == 503
+        session.rollback()
+        assert session.execute(text("SELECT 1")).scalar() == 1
+        assert session.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+        session.close()
+    finally:
+        engine.dispose()

@@ -55,7 +55,7 @@ from crm_common.errors import (
     ValidationFailed, problem_from_error,
 )
 from crm_common.logs import bind_request_id
-from crm_common.metrics import HTTP_DURATION, HTTP_REQUESTS
+from crm_common.metrics import HTTP_DURATION, HTTP_REQUESTS, HTTP_SHED
 from crm_common.pagination import check_limit
 from crm_common.web import HttpEndpoint, add_security_headers
 
@@ -94,6 +94,12 @@ class MethodNotAllowed(CrmError):
 
 class PayloadTooLarge(CrmError):
     status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class Overloaded(CrmError):
+    """Load shedding: more API requests are waiting for a worker than CRM_GATEWAY_MAX_QUEUED."""
+    status, code, title = 503, "overloaded", "The service is overloaded"
+    retry_after = 1  # seconds, sent as Retry-After
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,18 @@ class HttpPolicy(SharedExtension):
     def setup(self):
         self.rate_limit = ratelimit.configured_limit()
         self._limiter = None
+        # Load shedding. nameko's HTTP server gives every connection a green
+        # thread (up to eventlet's 1024), and spawn_worker waits, unbounded and
+        # unseen, for a free worker: a burst the instance cannot serve would
+        # queue until clients time out, then keep the workers busy with answers
+        # nobody reads. Instead at most max_workers + CRM_GATEWAY_MAX_QUEUED API
+        # requests are in the entrypoint at once (authenticating, waiting or
+        # running); one more is answered 503 at once, with Retry-After.
+        # Eventlet switches threads only on I/O, so a plain counter is exact.
+        max_workers = self.container.max_workers
+        self.max_queued = max(0, int(env("CRM_GATEWAY_MAX_QUEUED", str(2 * max_workers))))
+        self.max_in_flight = max_workers + self.max_queued
+        self.in_flight = 0
         self.cors_origins = frozenset(
             origin.strip().rstrip("/") for origin in env("CRM_CORS_ORIGINS", "").split(",") if origin.strip())
 
@@ -192,7 +210,10 @@ class ApiEndpoint(HttpEndpoint):
         try:
             if request.method == "OPTIONS":
                 response = self._preflight(request)
+            elif self.route.url.startswith(API_PREFIX + "/"):
+                response = self._serve_bounded(request, request_id, language)
             else:
+                # /ready, /docs, /openapi.json (and /health, /metrics, on another handler) are never shed.
                 response = self._serve(request, request_id, language)
         finally:
             bind_request_id(None)
@@ -206,8 +227,21 @@ class ApiEndpoint(HttpEndpoint):
         HTTP_DURATION.labels(self.route.template).observe(time.perf_counter() - started)
         return response
 
+    def _serve_bounded(self, request, request_id, language):
+        policy = self.policy
+        if policy.in_flight >= policy.max_in_flight:
+            HTTP_SHED.labels(self.route.template).inc()
+            return self.problem_response(
+                Overloaded("Too many requests are waiting; try again in a moment."), request, request_id, language)
+        policy.in_flight += 1
+        try:
+            return self._serve(request, request_id, language)
+        finally:
+            policy.in_flight -= 1
+
     def _serve(self, request, request_id, language):
         limit_headers = {}
+        spawned = False
         # Where the request came from, for the audit trail (X-Forwarded-For only from CRM_TRUSTED_PROXIES).
         context_data = {REQUEST_ID: request_id, LANGUAGE: language}
         address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"))
@@ -230,10 +264,14 @@ class ApiEndpoint(HttpEndpoint):
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             finished = Event()
+            spawned = True
             self.container.spawn_worker(self, args, kwargs, context_data=context_data,
                                         handle_result=partial(self.handle_result, finished))
             response = finished.wait()
         except Exception as exc:
+            if not spawned and not isinstance(exc, CrmError):
+                # No worker ran, so nobody has logged this one's traceback yet.
+                log.exception("unexpected error before a worker ran for %s", self.route.template)
             response = self.problem_response(exc, request, request_id, language)
             limit_headers = getattr(exc, "rate_limit_headers", limit_headers)
             if response.status_code == 403:
@@ -395,6 +433,8 @@ def problem_response(error, request_id, language):
     response.headers["Content-Language"] = language
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="crm"'
+    if getattr(error, "retry_after", None):
+        response.headers["Retry-After"] = str(error.retry_after)
     allowed = getattr(error, "allowed_methods", None)
     if allowed:
         response.headers["Allow"] = ", ".join(allowed)

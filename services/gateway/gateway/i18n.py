@@ -25,6 +25,7 @@ TITLES = {
         "rate_limited": "请求过于频繁",
         "internal_error": "服务器内部错误",
         "service_unavailable": "服务暂不可用",
+        "overloaded": "服务繁忙，请稍后重试",
         "service_timeout": "服务响应超时",
         "query_timeout": "查询耗时过长",
     },

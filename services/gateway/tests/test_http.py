@@ -199,3 +199,27 @@ def test_openapi_document_and_docs_page(gateway):
     page = gateway.get("/docs")
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "/openapi.json" in page.text and "swagger-ui" in page.text
+
+
+def test_api_requests_beyond_the_queue_bound_are_shed_at_once(gateway, admin_token):
+    """Load shedding: with max_workers + CRM_GATEWAY_MAX_QUEUED API requests already in the
+    entrypoint, one more is a 503 problem with Retry-After, counted; /health and /ready are never shed.
+    (tests/test_faults.py sheds a real burst.)"""
+    from gateway.http import ApiEndpoint
+
+    policy = next(entrypoint.policy for entrypoint in gateway.container.entrypoints
+                  if isinstance(entrypoint, ApiEndpoint))
+    assert policy.max_in_flight == 10 + 2 * 10  # the default queue: twice the workers
+    before = REGISTRY.get_sample_value("crm_http_shed_total", {"route": "/api/v1/me"}) or 0
+    policy.in_flight += policy.max_in_flight  # as if that many requests were waiting
+    try:
+        response = gateway.get("/api/v1/me", token=admin_token)
+        assert_problem(response, 503, "overloaded")
+        assert response.headers["Retry-After"] == "1"
+        assert gateway.get("/health").status_code == 200
+        ready = gateway.get("/ready")
+        assert "overloaded" not in ready.text
+    finally:
+        policy.in_flight -= policy.max_in_flight
+    assert REGISTRY.get_sample_value("crm_http_shed_total", {"route": "/api/v1/me"}) == before + 1
+    assert gateway.get("/api/v1/me", token=admin_token).status_code == 200
