@@ -11,6 +11,8 @@
     crmctl dlq list [--service S] [--json]   dead-lettered events (metadata only), left in place
     crmctl dlq replay (--event-id ID | --all) [--dry-run]  back to the handler that gave up on them
     crmctl dlq purge (--event-id ID | --all) --yes         delete dead letters for good
+    crmctl migrate <folder> --mapping M --base-url URL (--api-key K | --email E --password P) [--dry-run]
+                                     a legacy CRM's CSV/XLSX export through the API, with an integrity report
 
 Installed as a console script by services/common (``make venv``). Each
 subcommand lives in a module of this package: the module's ``add_parsers``
@@ -28,10 +30,10 @@ import warnings
 # on an operator's terminal, and nothing they can act on.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from crm_common.crmctl import backup, dlq, keys, rotation  # noqa: E402
+from crm_common.crmctl import backup, dlq, keys, migrate, rotation  # noqa: E402
 from crm_common.crmctl.common import CommandFailed  # noqa: E402
 
-COMMAND_MODULES = (keys, rotation, backup, dlq)
+COMMAND_MODULES = (keys, rotation, backup, dlq, migrate)
 
 
 def build_parser():
