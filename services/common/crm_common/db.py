@@ -38,7 +38,7 @@ def statement_timeout_ms():
     return env("CRM_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)
 
 
-def make_engine(url, pool_size=10, statement_timeout=None):
+def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None):
     """An engine tuned for the backend: SQLite files get WAL and a busy timeout.
 
     On PostgreSQL every connection gets a statement_timeout (``statement_timeout``
@@ -46,6 +46,8 @@ def make_engine(url, pool_size=10, statement_timeout=None):
     runaway query (a filter no index serves, a huge page) is cancelled by the
     server instead of holding a worker and a connection; the cancellation is
     raised as QueryTimeout (503), not as a bare driver error.
+    ``isolation_level`` (PostgreSQL only) is set once per connection, for
+    engines whose every statement stands alone ("AUTOCOMMIT").
     """
     if url.startswith("sqlite"):
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -66,8 +68,9 @@ def make_engine(url, pool_size=10, statement_timeout=None):
 
         return engine
     timeout = statement_timeout_ms() if statement_timeout is None else statement_timeout
+    options = {"isolation_level": isolation_level} if isolation_level else {}
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                           connect_args={"options": f"-c statement_timeout={int(timeout)}"})
+                           connect_args={"options": f"-c statement_timeout={int(timeout)}"}, **options)
     event.listen(engine, "handle_error", _raise_query_timeout)
     return engine
 

@@ -242,6 +242,11 @@ class OutboxRelay:
                     if sent == 0:
                         break
                 self._purge_if_due(session)
+            except BaseException:
+                # A failed statement (a cut connection) leaves the transaction
+                # unusable: the gauge below is read in a fresh one.
+                session.rollback()
+                raise
             finally:
                 # Also (above all) when publishing failed: the pending gauge
                 # is what operators watch during a broker outage.

@@ -25,6 +25,7 @@ from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 
 from crm_common.config import env
+from crm_common.db import make_engine
 
 from gateway.models import RateLimitWindow
 
@@ -59,7 +60,16 @@ class Decision:
 
 def limiter_for(engine):
     """The backend that fits the database: shared on PostgreSQL, in memory on SQLite."""
-    return SharedWindows(engine) if engine.dialect.name == "postgresql" else RateLimiter()
+    if engine.dialect.name != "postgresql":
+        return RateLimiter()
+    # An engine of its own whose connections are autocommit for life: the
+    # UPSERT is atomic alone, one round trip instead of BEGIN/UPSERT/COMMIT.
+    # Not engine.execution_options(isolation_level=...): that resets the level
+    # when the connection is checked in, and a connection cut just then raised
+    # the bare driver error (unwrapped by SQLAlchemy), a 500 for a request
+    # whose count was already taken.
+    url = engine.url.render_as_string(hide_password=False)
+    return SharedWindows(make_engine(url, pool_size=5, isolation_level="AUTOCOMMIT"))
 
 
 class RateLimiter:
@@ -102,8 +112,7 @@ class SharedWindows:
     """Fixed one-minute windows counted in PostgreSQL, shared by every gateway instance."""
 
     def __init__(self, engine, clock=time.time):
-        # Autocommit: the UPSERT is atomic alone, and one round trip instead of BEGIN/UPSERT/COMMIT.
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._engine = engine  # autocommit (see limiter_for)
         self._clock = clock
         self._calls = 0
 
