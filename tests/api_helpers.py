@@ -2,6 +2,7 @@
 across tests, users of a role, and the check of a problem+json answer."""
 import secrets
 
+from crm_common.crmctl import dlq
 from crm_common.testing_system import login, wait_until
 
 PROBLEM = "application/problem+json"
@@ -48,3 +49,16 @@ def once_sales_knows(post):
             return None
         return response
     return wait_until(attempt, 15, interval=0.2, message="sales to know the customer")
+
+
+def take_from_queue(uri, queue, wanted, timeout=15):
+    """Take (consume) the first message on ``queue`` for which ``wanted(envelope)``; the others stay."""
+    with dlq.connect(uri) as connection:
+        def attempt():
+            with dlq.holding(connection, queue) as held:
+                for message in held.take():
+                    if wanted(dlq.payload_of(message)):
+                        held.ack(message)
+                        return message
+            return None
+        return wait_until(attempt, timeout, interval=0.2, message=f"the event on {queue}")

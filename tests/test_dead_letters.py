@@ -7,7 +7,7 @@ from nameko.amqp.publish import Publisher
 from nameko.standalone.events import get_event_exchange
 from prometheus_client.parser import text_string_to_metric_families
 
-from api_helpers import unique
+from api_helpers import take_from_queue, unique
 from conftest import wait_until
 
 from crm_common.consumer import ATTEMPTS_HEADER, dead_letter_queue_name
@@ -84,19 +84,6 @@ def test_a_poison_event_is_dead_lettered_counted_listed_and_replayed(system):
         # Other handlers of customer.created (sales' replica) may have given up on it too.
         dlq.purge(SERVICES, event_id=poison["event_id"], uri=uri)
     assert all(listed(system, service, poison["event_id"]) == [] for service in SERVICES)
-
-
-def take_from_queue(uri, queue, wanted, timeout=15):
-    """Take (consume) the first message on ``queue`` for which ``wanted(envelope)``; the others stay."""
-    with dlq.connect(uri) as connection:
-        def attempt():
-            with dlq.holding(connection, queue) as held:
-                for message in held.take():
-                    if wanted(dlq.payload_of(message)):
-                        held.ack(message)
-                        return message
-            return None
-        return wait_until(attempt, timeout, interval=0.2, message=f"the event on {queue}")
 
 
 def dead_letter_by_hand(uri, message, copies):
