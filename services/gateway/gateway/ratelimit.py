@@ -69,7 +69,7 @@ def limiter_for(engine):
     # the bare driver error (unwrapped by SQLAlchemy), a 500 for a request
     # whose count was already taken.
     url = engine.url.render_as_string(hide_password=False)
-    return SharedWindows(make_engine(url, pool_size=5, isolation_level="AUTOCOMMIT"))
+    return SharedWindows(make_engine(url, pool_size=2, isolation_level="AUTOCOMMIT"))
 
 
 class RateLimiter:
