@@ -2,14 +2,18 @@
 engine or cluster here): `make test` runs this as its own suite
 (scripts/run-tests.sh), like deploy/prometheus/test_promtool.py.
 
-- deploy/docker/Dockerfile: one image recipe for the five services (locked
-  hashes, non-root, HEALTHCHECK, CRM_BIND_HOST=0.0.0.0), and its entrypoint's
-  health check against a real HTTP server;
+- deploy/docker: the base image (locked hashes, crm_common, user 10001,
+  CRM_BIND_HOST=0.0.0.0), one Dockerfile per service FROM it (its own code,
+  port, HEALTHCHECK, non-root), the crmctl image (PostgreSQL client tools new
+  enough for the servers), each one's .dockerignore sending what it copies, and
+  the entrypoint's health check against a real HTTP server;
 - deploy/compose.yaml: valid against the vendored Compose schema
   (compose-spec.json, run from deploy/tools/.venv), every container has a
   healthcheck, the CRM waits on healthy dependencies, environment from the
-  README's configuration table, ports at the README's defaults, and its
-  Prometheus config (compose/prometheus.yml) in step with deploy/prometheus;
+  README's configuration table, ports at the README's defaults, every image
+  built from its own Dockerfile on the `base` service's image, a one-shot
+  `backup` service, and its Prometheus config (compose/prometheus.yml) in step
+  with deploy/prometheus;
 - deploy/k8s: each overlay renders (`kubectl kustomize`), every object of it
   is valid against the Kubernetes JSON schemas of K8S_VERSION
   (kubernetes-validate, strict, run from deploy/tools/.venv); the custom
@@ -18,11 +22,14 @@ engine or cluster here): `make test` runs this as its own suite
   Deployment with probes, resources and a non-root securityContext, a Service
   on its README port, an HPA on CPU and a PDB, and reads its database URL from
   the Secret of its own CloudNativePG Cluster; RabbitMQ makes the durable
-  shared queues quorum queues; images consistent everywhere.
+  shared queues quorum queues; a nightly backup CronJob (crmctl, on a
+  PersistentVolumeClaim, retention from a ConfigMap); images consistent
+  everywhere.
 """
 import http.server
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -83,36 +90,143 @@ def load_compose():
 COMPOSE = load_compose()
 
 
-# --- the image ---------------------------------------------------------------
+# --- the images ---------------------------------------------------------------
 
-DOCKERFILE = (HERE / "docker" / "Dockerfile").read_text()
+DOCKER = HERE / "docker"
+BASE_VERSION = tomllib.loads((ROOT / "services" / "common" / "pyproject.toml").read_text())["project"]["version"]
+# Every image but the base builds on it: the five services and the admin CLI.
+IMAGES_ON_BASE = SERVICES + ("crmctl",)
+# The PostgreSQL client major version each Debian release ships (crmctl.Dockerfile
+# installs `postgresql-client` from the base image's release).
+DEBIAN_POSTGRESQL_CLIENT = {"bookworm": 15, "trixie": 17}
+
+
+def dockerfile(name):
+    return (DOCKER / f"{name}.Dockerfile").read_text()
+
+
+def instructions(text, keyword):
+    """The arguments of every `keyword` instruction, continuation lines joined."""
+    joined = re.sub(r"\s*\\\n\s*", " ", text)
+    return re.findall(rf"^{keyword} (.+)$", joined, re.M)
 
 
 def load_entrypoint():
-    spec = importlib.util.spec_from_file_location("crm_service_entrypoint", HERE / "docker" / "crm-service.py")
+    spec = importlib.util.spec_from_file_location("crm_service_entrypoint", DOCKER / "crm-service.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_dockerfile_builds_from_the_lock_as_non_root():
-    assert re.search(r"^FROM python:3\.11-slim\b", DOCKERFILE, re.M)
-    assert "--require-hashes -r /tmp/requirements.lock" in DOCKERFILE
-    assert "COPY requirements.lock" in DOCKERFILE
-    users = re.findall(r"^USER (\S+)", DOCKERFILE, re.M)
-    assert users and not users[-1].startswith(("root", "0:", "0")), users
-    assert re.search(r"^HEALTHCHECK .*\n?.*CMD \[\"crm-service\", \"health\"\]", DOCKERFILE, re.M)
-    assert "CRM_BIND_HOST=0.0.0.0" in DOCKERFILE
-    assert "ARG SERVICE" in DOCKERFILE
+def test_there_is_one_dockerfile_per_image_and_no_other():
+    assert {path.name for path in DOCKER.glob("*Dockerfile")} == \
+        {f"{name}.Dockerfile" for name in ("base",) + IMAGES_ON_BASE}
 
 
-def test_dockerignore_sends_what_the_dockerfile_copies():
-    ignore = (HERE / "docker" / "Dockerfile.dockerignore").read_text()
-    for source in re.findall(r"^COPY (\S+) ", DOCKERFILE, re.M):
-        top = source.split("/${")[0].rstrip("/")
-        assert (ROOT / top).exists(), source
-        assert any(line.lstrip("!").rstrip("/") in (top, top.split("/")[0])
-                   for line in ignore.splitlines() if line.startswith("!")), source
+def test_base_image_installs_the_lock_and_the_kernel():
+    base = dockerfile("base")
+    assert re.search(r"^FROM python:3\.11-slim-\w+$", base, re.M)
+    assert "--require-hashes -r /tmp/requirements.lock" in base
+    assert "COPY requirements.lock" in base
+    assert "COPY services/common services/common" in base
+    assert "COPY deploy/docker/crm-service.py /usr/local/bin/crm-service" in base
+    assert "useradd --system --uid 10001" in base
+    assert "CRM_BIND_HOST=0.0.0.0" in base
+    # Only the kernel: every service is in its own image.
+    assert not any(f"services/{service}" in base for service in SERVICES)
+
+
+@pytest.mark.parametrize("name", IMAGES_ON_BASE)
+def test_every_image_builds_from_the_base_and_runs_non_root(name):
+    text = dockerfile(name)
+    assert instructions(text, "ARG")[0] == f"BASE_IMAGE=crm/base:{BASE_VERSION}"
+    assert instructions(text, "FROM") == ["${BASE_IMAGE}"]
+    users = instructions(text, "USER")
+    assert users and users[-1] == "10001:10001", users
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_image_holds_its_service_on_its_port_with_a_healthcheck(service):
+    text = dockerfile(service)
+    assert instructions(text, "ENV") == [f"CRM_SERVICE={service}"]
+    assert instructions(text, "COPY") == [f"services/{service} services/{service}"]
+    assert f"pip install --no-deps --no-build-isolation services/{service}" in text
+    assert instructions(text, "EXPOSE") == [str(README_PORTS[service])]
+    assert instructions(text, "HEALTHCHECK") == [
+        '--interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["crm-service", "health"]']
+    assert instructions(text, "ENTRYPOINT") == ['["crm-service"]']
+    assert instructions(text, "CMD") == ['["run"]']
+
+
+def postgres_server_majors():
+    """The PostgreSQL major versions the deployment runs (compose and CloudNativePG)."""
+    majors = {int(re.fullmatch(r"postgres:(\d+).*", COMPOSE["services"]["postgres"]["image"]).group(1))}
+    for line in (HERE / "k8s" / "base" / "postgres.yaml").read_text().splitlines():
+        found = re.search(r"imageName: ghcr\.io/cloudnative-pg/postgresql:(\d+)", line)
+        if found:
+            majors.add(int(found.group(1)))
+    return majors
+
+
+def test_crmctl_image_has_a_postgresql_client_for_the_servers():
+    text = dockerfile("crmctl")
+    assert "apt-get install -y --no-install-recommends postgresql-client" in text
+    assert instructions(text, "ENTRYPOINT") == ['["crmctl"]']
+    assert instructions(text, "HEALTHCHECK") == ["NONE"]
+    # pg_dump refuses a server newer than itself.
+    (release,) = re.findall(r"^FROM python:3\.11-slim-(\w+)$", dockerfile("base"), re.M)
+    servers = postgres_server_majors()
+    assert servers and DEBIAN_POSTGRESQL_CLIENT[release] >= max(servers), (release, servers)
+
+
+def dockerignore_sends(ignore_text, path):
+    """Whether a build context filtered by this .dockerignore holds `path` (relative
+    to the root): the last pattern that matches the path or one of its parent
+    directories decides, `!` re-includes (Docker's rules, `**` any depth)."""
+    sent = True
+    parts = path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    for line in ignore_text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        include = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*") \
+            .replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, candidate) for candidate in candidates):
+            sent = include
+    return sent
+
+
+def context_files(source):
+    """The files under `source` (relative to the root) an image needs: not caches,
+    build leftovers or tests."""
+    top = ROOT / source
+    if top.is_file():
+        return [source]
+    files = []
+    for folder, dirs, names in os.walk(top):
+        dirs[:] = [d for d in dirs if d not in ("__pycache__", "tests") and not d.endswith(".egg-info")]
+        files += [str(Path(folder, name).relative_to(ROOT)) for name in names]
+    return files
+
+
+@pytest.mark.parametrize("name", ("base",) + IMAGES_ON_BASE)
+def test_dockerignore_sends_what_the_dockerfile_copies_and_little_else(name):
+    # BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile, whose context is the root.
+    ignore = (DOCKER / f"{name}.Dockerfile.dockerignore").read_text()
+    copied = [copy.split()[0] for copy in instructions(dockerfile(name), "COPY")]
+    for source in copied:
+        files = context_files(source)
+        assert files, source
+        assert [f for f in files if not dockerignore_sends(ignore, f)] == [], source
+    for unwanted in (".venv/bin/python", ".git/HEAD", "var/admin-password", "README.md",
+                     "services/common/tests/conftest.py", "services/common/crm_common/__pycache__/db.pyc"):
+        assert not dockerignore_sends(ignore, unwanted), unwanted
+    for service in SERVICES:
+        if f"services/{service}" not in copied:
+            assert not dockerignore_sends(ignore, f"services/{service}/pyproject.toml"), service
 
 
 def test_entrypoint_knows_every_service_class_and_port():
@@ -148,34 +262,57 @@ def test_image_healthcheck_follows_the_services_health(monkeypatch, status, expe
 
 # --- compose -------------------------------------------------------------------
 
-def test_compose_is_valid_against_the_compose_schema(tmp_path):
+def compose_schema(tmp_path):
+    """The vendored Compose schema plus the one later addition compose.yaml uses:
+    build.additional_contexts (Compose 2.22+, the base image as `service:base`),
+    defined as the current Compose Specification defines it."""
+    schema = json.loads((HERE / "compose-spec.json").read_text())
+    (build,) = [variant for variant in schema["definitions"]["service"]["properties"]["build"]["oneOf"]
+                if variant["type"] == "object"]
+    assert "additional_contexts" not in build["properties"], "the vendored schema has it now: drop this addition"
+    build["properties"]["additional_contexts"] = {"$ref": "#/definitions/list_or_dict"}
+    path = tmp_path / "compose-spec.json"
+    path.write_text(json.dumps(schema))
+    return path
+
+
+def validate_compose(document, tmp_path):
     assert SCHEMA_VENV_PYTHON.exists(), "deploy/tools/.venv missing: run deploy/tools/ensure-venv.sh (`make test` does)"
-    document = tmp_path / "compose.json"
-    document.write_text(json.dumps(COMPOSE))  # merge keys (<<) resolved, as compose does
-    result = subprocess.run([str(SCHEMA_VENV_PYTHON), str(HERE / "tools" / "validate_compose.py"),
-                             str(HERE / "compose-spec.json"), str(document)],
-                            capture_output=True, text=True, timeout=120)
+    path = tmp_path / "compose.json"
+    path.write_text(json.dumps(document))  # merge keys (<<) resolved, as compose does
+    return subprocess.run([str(SCHEMA_VENV_PYTHON), str(HERE / "tools" / "validate_compose.py"),
+                           str(compose_schema(tmp_path)), str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compose_is_valid_against_the_compose_schema(tmp_path):
+    result = validate_compose(COMPOSE, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Draft201909Validator: 0 errors" in result.stdout
 
 
 def test_the_schema_check_catches_a_broken_compose_file(tmp_path):
-    assert SCHEMA_VENV_PYTHON.exists(), "deploy/tools/.venv missing: run deploy/tools/ensure-venv.sh"
     broken = load_compose()
     broken["services"]["gateway"]["depends_on"]["customers"] = {"condition": "service_ready"}
     broken["services"]["sales"]["helthcheck"] = {}
-    document = tmp_path / "compose.json"
-    document.write_text(json.dumps(broken))
-    result = subprocess.run([str(SCHEMA_VENV_PYTHON), str(HERE / "tools" / "validate_compose.py"),
-                             str(HERE / "compose-spec.json"), str(document)],
-                            capture_output=True, text=True, timeout=120)
+    broken["services"]["reporting"]["build"]["additional_context"] = broken["services"]["reporting"]["build"].pop(
+        "additional_contexts")
+    result = validate_compose(broken, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "services/sales" in result.stdout and "helthcheck" in result.stdout
     assert "services/gateway/depends_on" in result.stdout
+    assert "services/reporting/build" in result.stdout and "additional_context" in result.stdout
 
 
 def test_compose_runs_the_whole_system():
-    assert set(COMPOSE["services"]) == set(SERVICES) | set(INFRA)
+    assert set(COMPOSE["services"]) == set(SERVICES) | set(INFRA) | {"base", "backup"}
+
+
+def test_compose_builds_the_base_image_but_never_runs_it():
+    base = COMPOSE["services"]["base"]
+    assert base["image"] == f"crm/base:{BASE_VERSION}"
+    assert (HERE / base["build"]["context"] / base["build"]["dockerfile"]).resolve() == DOCKER / "base.Dockerfile"
+    assert base["scale"] == 0
 
 
 @pytest.mark.parametrize("name", SERVICES + INFRA)
@@ -193,12 +330,19 @@ def test_crm_services_wait_for_healthy_dependencies(service):
     assert {dep["condition"] for dep in depends.values()} == {"service_healthy"}
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_compose_builds_and_tags_each_service_from_the_one_dockerfile(service):
+COMPOSE_IMAGES = {**{service: service for service in SERVICES}, "backup": "crmctl"}
+
+
+@pytest.mark.parametrize("service,image", COMPOSE_IMAGES.items())
+def test_compose_builds_each_image_from_its_own_dockerfile_on_the_base(service, image):
     spec = COMPOSE["services"][service]
-    assert spec["image"] == f"crm/{service}:{VERSIONS[service]}"
-    assert spec["build"]["args"]["SERVICE"] == service
-    assert (HERE / spec["build"]["context"] / spec["build"]["dockerfile"]).resolve() == HERE / "docker" / "Dockerfile"
+    assert spec["image"] == f"crm/{image}:{VERSIONS.get(service, BASE_VERSION)}"
+    build = spec["build"]
+    assert (HERE / build["context"]).resolve() == ROOT
+    assert (ROOT / build["dockerfile"]).resolve() == DOCKER / f"{image}.Dockerfile"
+    # BASE_IMAGE names a build context that is the image of the service `base`:
+    # Compose builds that first, whatever order it builds the others in.
+    assert build["additional_contexts"] == {build["args"]["BASE_IMAGE"]: "service:base"}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -215,6 +359,29 @@ def test_compose_environment_is_the_readmes_configuration(service):
     exposed = COMPOSE["services"][service].get("expose", []) + [
         mapping.split(":")[-1] for mapping in COMPOSE["services"][service].get("ports", [])]
     assert str(README_PORTS[service]) in exposed
+
+
+def test_compose_backup_is_a_one_shot_with_retention_on_a_volume():
+    backup = COMPOSE["services"]["backup"]
+    # Only when asked for (`docker compose run --rm backup`, from cron), never by `up`.
+    assert backup["profiles"] == ["backup"]
+    assert "restart" not in backup
+    command = backup["command"]
+    assert command[:3] == ["backup", "--dir", "/backups"]
+    options = dict(zip(command[3::2], command[4::2]))
+    assert set(options) == {"--keep-daily", "--keep-weekly"}
+    for value in options.values():
+        assert re.fullmatch(r"\$\{CRM_BACKUP_KEEP_(DAILY|WEEKLY):-[1-9]\d*\}", value), value
+    (mount,) = backup["volumes"]
+    volume, target = mount.split(":")
+    assert target == "/backups" and volume in COMPOSE["volumes"]
+    assert backup["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    # Exactly the services' databases, and the data keys only for their key ids.
+    env = backup["environment"]
+    service_env = COMPOSE["services"]["customers"]["environment"]
+    urls = {name: value for name, value in service_env.items() if name.endswith("_DB_URL")}
+    assert len(urls) == len(SERVICES)
+    assert env == {**urls, "CRM_DB": "postgres", "CRM_DATA_KEYS": service_env["CRM_DATA_KEYS"]}
 
 
 def test_postgres_init_creates_every_services_database():
@@ -468,13 +635,61 @@ def test_the_kubernetes_schema_check_catches_broken_manifests(rendered, tmp_path
     assert "1 valid, 1 custom resources skipped, 3 errors" in result.stdout
 
 
+def backup_pod(by_kind):
+    (cronjob,) = by_kind["CronJob"].values()
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
 def test_images_are_the_compose_images_at_one_tag(rendered):
     overlay, by_kind = rendered
+    (backup_container,) = backup_pod(by_kind)["containers"]
+    images = {service: by_kind["Deployment"][service]["spec"]["template"]["spec"]["containers"][0]["image"]
+              for service in SERVICES}
+    images["backup"] = backup_container["image"]
     tags = set()
-    for service in SERVICES:
-        (container,) = by_kind["Deployment"][service]["spec"]["template"]["spec"]["containers"]
-        name, tag = container["image"].rsplit(":", 1)
-        compose_name = COMPOSE["services"][service]["image"].rsplit(":", 1)[0]
-        assert name == compose_name or name.endswith("/" + compose_name), container["image"]
+    for compose_service, image in images.items():
+        name, tag = image.rsplit(":", 1)
+        compose_name = COMPOSE["services"][compose_service]["image"].rsplit(":", 1)[0]
+        assert name == compose_name or name.endswith("/" + compose_name), image
         tags.add(tag)
-    assert tags == {VERSIONS["gateway"]}, f"{overlay}: every service at the release's version"
+    assert tags == {VERSIONS["gateway"]}, f"{overlay}: every image at the release's version"
+
+
+def test_a_nightly_cronjob_backs_up_every_database_with_retention(rendered):
+    overlay, by_kind = rendered
+    (cronjob,) = by_kind["CronJob"].values()
+    spec = cronjob["spec"]
+    minute, hour, *every = spec["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and every == ["*", "*", "*"], spec["schedule"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    pod = backup_pod(by_kind)
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    (container,) = pod["containers"]
+    assert container["image"].rsplit(":", 1)[0].endswith("crm/crmctl")
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+    assert container["args"] == ["backup", "--dir", "/backups",
+                                 "--keep-daily", "$(KEEP_DAILY)", "--keep-weekly", "$(KEEP_WEEKLY)"]
+    env = {e["name"]: e for e in container["env"]}
+    # The retention, from a ConfigMap of the overlay (Kubernetes expands $(VAR) from env).
+    for name in ("KEEP_DAILY", "KEEP_WEEKLY"):
+        ref = env[name]["valueFrom"]["configMapKeyRef"]
+        assert int(by_kind["ConfigMap"][ref["name"]]["data"][ref["key"]]) >= 1, (overlay, name)
+    # Every database with its service's own credentials, the data keys from the services' Secret.
+    service_container = by_kind["Deployment"]["customers"]["spec"]["template"]["spec"]["containers"][0]
+    (services_secret,) = [s["secretRef"]["name"] for s in service_container["envFrom"] if "secretRef" in s]
+    for service in SERVICES:
+        assert env[f"CRM_{service.upper()}_DB_URL"]["valueFrom"] == {
+            "secretKeyRef": {"name": f"crm-{service}-db-app", "key": "uri"}}, service
+    assert env["CRM_DATA_KEYS"]["valueFrom"] == {"secretKeyRef": {"name": services_secret, "key": "CRM_DATA_KEYS"}}
+    assert not [s for s in container.get("envFrom", []) if "secretRef" in s], "no other secret than it needs"
+    # /backups on a PersistentVolumeClaim of the overlay.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claim = volumes[mounts["/backups"]]["persistentVolumeClaim"]["claimName"]
+    assert claim in by_kind["PersistentVolumeClaim"]
+    if container["securityContext"].get("readOnlyRootFilesystem"):
+        assert "emptyDir" in volumes[mounts["/tmp"]], "pg_dump and Python need a writable /tmp"
+

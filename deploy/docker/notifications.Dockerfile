@@ -1,0 +1,19 @@
+# syntax=docker/dockerfile:1
+# The notifications service (nameko NotificationsService, HTTP on 8103) on the shared base
+# image (base.Dockerfile: dependencies, crm_common, user 10001). From the
+# repository root, once the base is built:
+#   docker build -f deploy/docker/notifications.Dockerfile -t crm/notifications:0.1.0 .
+# deploy/compose.yaml builds the base first and hands it in as BASE_IMAGE.
+ARG BASE_IMAGE=crm/base:0.1.0
+FROM ${BASE_IMAGE}
+
+ENV CRM_SERVICE=notifications
+COPY services/notifications services/notifications
+RUN pip install --no-deps --no-build-isolation services/notifications
+
+USER 10001:10001
+EXPOSE 8103
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["crm-service", "health"]
+ENTRYPOINT ["crm-service"]
+CMD ["run"]
