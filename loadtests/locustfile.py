@@ -1,59 +1,35 @@
-"""A first load scenario: a sales rep who lists, opens and creates customers.
+"""The CRM's load test: the personas of crmload.personas over HTTP, and an AMQP
+user that loads the customers service without the gateway.
 
 Run it from its own virtualenv (locust runs on gevent, the services on
-eventlet): `make loadtest-venv`, then for example
+eventlet): `make loadtest-venv`, then `make loadtest` (see the Makefile and the
+README's "Load tests"), or by hand, from the repository root:
 
-    loadtests/.venv/bin/locust -f loadtests/locustfile.py --headless \
-        -u 20 -r 5 -t 1m --host http://127.0.0.1:8000
+    loadtests/.venv/bin/locust -f loadtests/locustfile.py --headless \\
+        -u 20 -r 5 -t 1m --host http://127.0.0.1:8000 [SalesRep Manager ...]
 
-LOADTEST_EMAIL / LOADTEST_PASSWORD name the account to log in with (the
-admin of `make up` by default: the password is in var/admin-password).
-Every locust user signs in as that one account, and the gateway limits each
-account to CRM_RATE_LIMIT_PER_MINUTE requests (default 1200): about 25 users
-at this wait time. For more, start the gateway with a higher limit (or 0: off).
-The full persona suite, load shapes and SLO gate are tracked in the load
-testing issue.
+At test start every process makes the load-test accounts it needs, signed in
+as the admin (crmload.accounts: LOADTEST_ADMIN_EMAIL, LOADTEST_ADMIN_PASSWORD,
+LOADTEST_ACCOUNTS_PER_ROLE); the AMQP user talks to LOADTEST_AMQP_URI.
+crmload.plugins adds the SLO gate, the service-metrics sampler and the report.
 """
-import os
-import random
-from pathlib import Path
+from locust import events
+from locust.runners import MasterRunner
 
-from locust import between, task
-from locust.contrib.fasthttp import FastHttpUser
-
-
-def _password():
-    if os.environ.get("LOADTEST_PASSWORD"):
-        return os.environ["LOADTEST_PASSWORD"]
-    return (Path(__file__).resolve().parents[1] / "var" / "admin-password").read_text().strip()
+import crmload.plugins  # noqa: F401 (registers the SLO gate, metrics sampler and report)
+from crmload import accounts
+from crmload.amqp_user import CustomersRpcUser  # noqa: F401 (a locust user class)
+from crmload.personas import IntegrationClient, Manager, SalesRep, Support  # noqa: F401 (locust user classes)
 
 
-class SalesRep(FastHttpUser):
-    wait_time = between(0.5, 2)
+@events.test_start.add_listener
+def make_accounts(environment, **_kwargs):
+    # The master runs no users: it makes the users (so its workers find them
+    # made) but no API keys, whose secrets it could not hand on.
+    runs_users = not isinstance(environment.runner, MasterRunner)
+    accounts.install(accounts.Settings.from_env(environment.host), with_api_keys=runs_users)
 
-    def on_start(self):
-        response = self.client.post("/api/v1/auth/login", json={
-            "email": os.environ.get("LOADTEST_EMAIL", "admin@example.com"),
-            "password": _password(),
-        })
-        self.headers = {"Authorization": "Bearer " + response.json()["access_token"]}
-        self.customer_ids = []
 
-    @task(5)
-    def list_customers(self):
-        response = self.client.get("/api/v1/customers?limit=20", headers=self.headers,
-                                   name="/api/v1/customers")
-        if response.status_code == 200:
-            self.customer_ids = [c["id"] for c in response.json()["items"]] or self.customer_ids
-
-    @task(3)
-    def open_customer(self):
-        if self.customer_ids:
-            self.client.get(f"/api/v1/customers/{random.choice(self.customer_ids)}",
-                            headers=self.headers, name="/api/v1/customers/{id}")
-
-    @task(1)
-    def create_customer(self):
-        self.client.post("/api/v1/customers", headers=self.headers, json={
-            "kind": "person", "name": f"Load Test {random.randint(0, 10**9)}",
-        })
+@events.test_stop.add_listener
+def revoke_api_keys(environment, **_kwargs):
+    accounts.release(accounts.Settings.from_env(environment.host))

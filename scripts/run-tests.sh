@@ -86,6 +86,12 @@ if [[ -f deploy/test_deploy.py ]]; then
     deploy/tools/ensure-venv.sh || log "warning: deploy/tools/.venv not made; the Compose and Kubernetes schema tests will fail"
     run_suite "deploy/test_deploy.py" "${NAMEKO_TEST[@]}" deploy/test_deploy.py "$@"
 fi
+# The load-test gate, shapes and report on synthetic data (seconds, no
+# system), in locust's own venv (gevent), which `make test` makes.
+if [[ -d loadtests/crmload/tests ]]; then
+    run_suite "loadtests/crmload/tests" loadtests/.venv/bin/python -m pytest -p no:cacheprovider \
+        loadtests/crmload/tests "$@"
+fi
 # Cross-service and end-to-end tests.
 if [[ -d tests ]]; then
     run_suite "tests" "${NAMEKO_TEST[@]}" tests "$@"
