@@ -1,9 +1,11 @@
 """nameko dependency providers of the gateway: its database (with the first
 admin), and the tools that sign tokens and hash passwords."""
+import ctypes
 import logging
 import os
 
 from eventlet import tpool
+from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider, SharedExtension
 
 from crm_common.config import env, var_dir
@@ -56,6 +58,25 @@ class SigningKeys(SharedExtension):
             return SessionRevocations(session).is_revoked(session_id)
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _return_large_blocks_to_the_system():
+    """Pin glibc's mmap threshold, so argon2's 19 MiB blocks are mapped and unmapped each time.
+
+    By default glibc raises the threshold after the first such block is freed;
+    later ones then come from per-thread arenas, which keep them: each thread of
+    eventlet's pool held ~19 MiB after a burst of sign-ins, the gateway grew
+    from ~100 MB to ~450 MB and stayed there (its Kubernetes limit is 512 MiB).
+    No-op where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 class AuthTools:
     def __init__(self, passwords, access_tokens):
         self.passwords = passwords
@@ -68,7 +89,16 @@ class Auth(DependencyProvider):
     def setup(self):
         # argon2 holds the CPU for tens of milliseconds; in eventlet's thread
         # pool (argon2-cffi releases the GIL) other requests keep being served.
-        self.passwords = PasswordHashing(run_blocking=tpool.execute)
+        # At most one hash per core at a time: more would not finish sooner,
+        # and each holds 19 MiB; with the pool's 20 threads a burst of sign-ins
+        # took the gateway from ~100 MB to ~450 MB, which it kept.
+        hashing_slots = Semaphore(os.cpu_count() or 2)
+        _return_large_blocks_to_the_system()
+
+        def run_blocking(function, *args):
+            with hashing_slots:
+                return tpool.execute(function, *args)
+        self.passwords = PasswordHashing(run_blocking=run_blocking)
 
     def get_dependency(self, worker_ctx):
         return AuthTools(self.passwords, self.keys.access_tokens)
