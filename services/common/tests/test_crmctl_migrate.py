@@ -7,6 +7,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+import requests
 
 from crm_common.crmctl import migrate as m
 
@@ -83,13 +84,40 @@ class Answer:
 
 
 class FakeApi:
-    """Just enough of the gateway: creates, lists, Idempotency-Key replays, duplicates by phone."""
+    """Just enough of the gateway: creates, lists, Idempotency-Key replays, duplicates by phone, and an
+    order's way from draft to confirmed, paid (by payments), fulfilled or cancelled."""
 
     def __init__(self):
         self.records = {"customers": {}, "products": {}, "contacts": {}, "followups": {}, "orders": {},
                         "contracts": {}}
         self.keys = {}
         self.posts = 0
+        self.steps = []        # (order id, step) of every order step that changed an order
+        self.lose_answer_after = None  # an order step whose answer is lost once it is done
+
+    ORDER_STEPS = {"confirm": (("draft",), "confirmed"), "fulfil": (("paid",), "fulfilled"),
+                   "cancel": (("draft", "confirmed"), "cancelled"), "payments": (("confirmed",), None)}
+
+    def order_step(self, order, step, body, key):
+        if key in self.keys:
+            return Answer(201, self.keys[key], {"Idempotent-Replayed": "true"})
+        allowed, status = self.ORDER_STEPS[step]
+        if order["status"] not in allowed:
+            return Answer(409, {"detail": f"Order is {order['status']}", "current_status": order["status"]})
+        if step == "payments":
+            amount = Decimal(body["amount"])
+            if not 0 < amount <= Decimal(order["outstanding"]):
+                return Answer(422, {"errors": {"amount": ["More than the outstanding amount."]}})
+            order["paid_amount"] = str(Decimal(order["paid_amount"]) + amount)
+            order["outstanding"] = str(Decimal(order["total"]) - Decimal(order["paid_amount"]))
+            status = "paid" if Decimal(order["outstanding"]) == 0 else "confirmed"
+            self.keys[key] = answer = {"amount": body["amount"], "method": body["method"],
+                                       "reference": body["reference"], "order": dict(order, status=status)}
+        order["status"] = status
+        self.steps.append((order["id"], step))
+        if step == self.lose_answer_after:
+            raise requests.ConnectionError("the answer was lost")
+        return Answer(201, answer) if step == "payments" else Answer(200, dict(order))
 
     def client(self, *args, **kwargs):
         return self
@@ -100,12 +128,16 @@ class FakeApi:
     def request(self, method, path, json=None, headers=None, params=None):
         parts = path.strip("/").split("/")
         if method == "GET":
+            if parts[0] == "orders":
+                return Answer(200, dict(self.records["orders"][parts[1]]))
             if parts[0] == "followups":
                 return Answer(200, self.records["followups"][parts[1]])
             return Answer(200, {"items": [c for c in self.records["contacts"].values()
                                           if c["customer_id"] == parts[1]]})
         self.posts += 1
         key = headers["Idempotency-Key"]
+        if parts[0] == "orders" and len(parts) == 3:
+            return self.order_step(self.records["orders"][parts[1]], parts[2], json, key)
         if key in self.keys:
             return Answer(201, self.keys[key], {"Idempotent-Replayed": "true"})
         entity = parts[-1]
@@ -122,7 +154,8 @@ class FakeApi:
             total = sum(Decimal(line["quantity"]) * Decimal(line.get("unit_price") or
                                                             self.records["products"][line["product_id"]]["list_price"])
                         for line in json["lines"])
-            record["total"] = str(total)
+            total = total.quantize(Decimal("0.01"))
+            record.update(total=str(total), status="draft", paid_amount="0.00", outstanding=str(total))
         self.records[entity][record["id"]] = record
         self.keys[key] = record
         return Answer(201, record)
@@ -226,3 +259,119 @@ def test_same_legacy_id_after_a_rejected_row_is_still_a_duplicate(tmp_path, monk
     report = run(tmp_path, FakeApi(), monkeypatch)
     assert figures(report)["customers"] == (2, 0, 0, 1, 0, 1)
     assert report["entities"]["customers"]["duplicates"][0]["reason"] == "legacy id C1 appears again (first at row 2)"
+
+
+# --- orders carry their legacy status -----------------------------------------------------
+
+ORDER_HEADER = ["订单编号", "客户编号", "总额", "状态", "已付金额", "付款方式"]
+
+
+def legacy_orders(folder, orders):
+    """One customer, one product (100.00) and ``orders``: [order row], each with one line of 2 of it."""
+    write_csv(folder, "customers.csv", ["客户编号", "客户名称", "类型", "手机"], [["C1", "甲", "企业", "13800138001"]])
+    write_csv(folder, "products.csv", ["产品编号", "产品名称", "单价"], [["SKU-1", "许可", "100"]])
+    write_csv(folder, "orders.csv", ORDER_HEADER, orders)
+    write_csv(folder, "order_lines.csv", ["订单编号", "产品编号", "数量", "单价", "折扣"],
+              [[order[0], "SKU-1", "2", "", ""] for order in orders])
+
+
+def orders_by_legacy_id(api, folder):
+    state = json.loads((folder / "migration-state.json").read_text())["orders"]
+    return {legacy: api.records["orders"][new] for legacy, new in state.items()}
+
+
+def test_order_status_is_translated_and_checked():
+    spec = m.load_mapping(EXAMPLE / "mapping.yaml")["entities"]["orders"]
+    fields = m.apply_mapping("orders", spec, {"订单编号": "O1", "客户编号": "C1", "状态": "30", "付款方式": "转账"})
+    assert (fields["status"], fields["payment_method"]) == ("paid", "bank_transfer")
+    assert m.check_row("orders", fields, "CN") == []
+    unknown = m.apply_mapping("orders", spec, {"订单编号": "O2", "客户编号": "C1", "状态": "55"})
+    (field, reason), = m.check_row("orders", unknown, "CN")
+    assert field == "status" and "'55' is not one of draft, confirmed, paid, fulfilled, cancelled" in reason
+    paid_draft = {"_id": "O3", "customer": "C1", "status": "draft", "paid_amount": "10"}
+    assert [f for f, _ in m.check_row("orders", paid_draft, "CN")] == ["paid_amount"]
+    short_paid = {"_id": "O4", "customer": "C1", "status": "paid", "total": "200", "paid_amount": "150"}
+    assert "paid in full" in dict(m.check_row("orders", short_paid, "CN"))["paid_amount"]
+
+
+@pytest.mark.parametrize("status, paid_amount, steps", [
+    ("draft", "", []),
+    ("confirmed", "", ["confirm"]),
+    ("confirmed", "50", ["confirm", "pay"]),
+    ("paid", "", ["confirm", "pay"]),
+    ("fulfilled", "", ["confirm", "pay", "fulfil"]),
+    ("cancelled", "", ["cancel"]),
+])
+def test_the_steps_from_a_new_draft_to_each_status(status, paid_amount, steps):
+    draft = {"status": "draft", "paid_amount": "0.00"}
+    assert m.order_steps(draft, {"status": status, "paid_amount": paid_amount}) == steps
+
+
+def test_the_steps_skip_what_is_done():
+    paid = {"status": "paid", "paid_amount": "200.00"}
+    assert m.order_steps(paid, {"status": "fulfilled"}) == ["fulfil"]
+    assert m.order_steps(paid, {"status": "paid"}) == []
+    assert m.order_steps({"status": "confirmed", "paid_amount": "50.00"}, {"status": "confirmed",
+                                                                           "paid_amount": "50"}) == []
+    # a paid order cannot be cancelled: nothing to try, the checksum shows the difference
+    assert m.order_steps(paid, {"status": "cancelled"}) == []
+
+
+def test_orders_reach_their_legacy_status_and_a_rerun_changes_nothing(tmp_path, monkeypatch):
+    legacy_orders(tmp_path, [["O1", "C1", "", "10", "", ""], ["O2", "C1", "", "20", "50", ""],
+                             ["O3", "C1", "200", "30", "", "转账"], ["O4", "C1", "", "40", "", ""],
+                             ["O5", "C1", "", "90", "", ""], ["O6", "C1", "", "77", "", ""]])
+    api = FakeApi()
+    report = run(tmp_path, api, monkeypatch)
+    assert figures(report)["orders"] == (6, 5, 0, 1, 0, 0)
+    assert report["entities"]["orders"]["rejected"][0]["field"] == "status"
+    assert report["entities"]["orders"]["checksum"]["equal"] is True
+    orders = orders_by_legacy_id(api, tmp_path)
+    assert {legacy: (o["status"], o["paid_amount"]) for legacy, o in orders.items()} == {
+        "O1": ("draft", "0.00"), "O2": ("confirmed", "50.00"), "O3": ("paid", "200.00"),
+        "O4": ("fulfilled", "200.00"), "O5": ("cancelled", "0.00")}
+    payment, = [p for p in api.keys.values() if p.get("reference") == "migrated:O3"]
+    assert (payment["amount"], payment["method"]) == ("200.00", "bank_transfer")
+
+    steps = len(api.steps)
+    again = run(tmp_path, api, monkeypatch)
+    assert figures(again)["orders"] == (6, 0, 5, 1, 0, 0)
+    assert len(api.steps) == steps
+
+
+def test_a_resumed_run_takes_only_the_missing_steps(tmp_path, monkeypatch):
+    legacy_orders(tmp_path, [["O1", "C1", "", "40", "", ""]])
+    api = FakeApi()
+    api.lose_answer_after = "payments"  # paid, but the run died before it heard so
+    with pytest.raises(requests.ConnectionError):
+        run(tmp_path, api, monkeypatch, workers=1)
+    api.lose_answer_after = None
+    report = run(tmp_path, api, monkeypatch)
+    assert figures(report)["orders"] == (1, 0, 1, 0, 0, 0)
+    order, = api.records["orders"].values()
+    assert api.steps == [(order["id"], "confirm"), (order["id"], "payments"), (order["id"], "fulfil")]
+    assert (order["status"], order["paid_amount"]) == ("fulfilled", "200.00")
+    assert report["reconciled"], m.format_report(report)
+
+
+def test_a_status_that_did_not_arrive_is_a_checksum_difference(tmp_path, monkeypatch):
+    legacy_orders(tmp_path, [["O1", "C1", "", "30", "", ""]])
+    api = FakeApi()
+    run(tmp_path, api, monkeypatch)
+    order, = api.records["orders"].values()
+    order.update(status="confirmed", paid_amount="0.00", outstanding="200.00")  # as if the payment never arrived
+    monkeypatch.setattr(m, "walk_order", lambda *args: [])
+    report = run(tmp_path, api, monkeypatch)
+    assert report["entities"]["orders"]["checksum"]["differing_ids"] == ["O1"]
+    difference, = report["entities"]["orders"]["checksum"]["differences"]
+    assert difference["source"][4:] == ["paid", ""] and difference["target"][4:] == ["confirmed", ""]
+    assert not report["reconciled"]
+
+
+def test_a_step_already_taken_elsewhere_is_read_back_not_repeated():
+    api = FakeApi()
+    order = {"id": "o1", "status": "draft", "total": "80.00", "paid_amount": "0.00", "outstanding": "80.00"}
+    api.records["orders"]["o1"] = dict(order, status="confirmed")  # confirmed since ``order`` was read
+    assert m.walk_order(api, order, {"status": "paid"}, "O1", "legacy") == []
+    assert api.steps == [("o1", "payments")]
+    assert api.records["orders"]["o1"]["status"] == "paid"

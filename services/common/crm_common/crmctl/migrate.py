@@ -15,6 +15,18 @@ dependency order: customers, products, then contacts, follow-ups, orders
 (with their lines) and contracts, whose references (``customer``, ``order``,
 ``product``: legacy ids) are resolved to the new ids.
 
+Orders carry their legacy ``status`` (after the mapping's value translation:
+draft, confirmed, paid, fulfilled or cancelled) and what was paid. Each order
+is created as a draft with its lines, then walked to its status through the
+same routes a user takes: confirm, a payment (``paid_amount``, by default the
+order's total as the CRM computes it for a paid or fulfilled order; with
+``paid_at`` and ``payment_method``, reference ``migrated:<legacy id>``),
+fulfil, or cancel (``cancel_reason``). Before each step the order is read
+back and only the steps still missing are taken, so a rerun or a resumed run
+never confirms or pays twice; each step's POST also carries its own
+Idempotency-Key. A cancelled legacy order is cancelled as a draft: the
+legacy export does not say whether it had been confirmed before.
+
 Idempotent and resumable:
 
 * customers keep the legacy id as ``external_id`` and products as their SKU:
@@ -73,16 +85,22 @@ REQUIRED = {
     "order_lines": ("order", "quantity"),
     "contracts": ("customer", "title", "value", "currency", "start_date", "end_date"),
 }
+ORDER_STATUSES = ("draft", "confirmed", "paid", "fulfilled", "cancelled")
+PAYMENT_METHODS = ("bank_transfer", "card", "cash", "cheque", "other")  # the payments API's choices
+# Fields of a legacy order that are not part of its POST: they say how far to walk it afterwards.
+ORDER_PROGRESS = ("status", "paid_amount", "paid_at", "payment_method", "cancel_reason")
 CHOICES = {
     ("customers", "kind"): ("person", "company"),
     ("customers", "lifecycle_stage"): ("lead", "prospect", "customer", "churned"),
     ("customers", "tier"): ("A", "B", "C", "D"),
     ("followups", "type"): ("call", "meeting", "email", "visit", "note"),
+    ("orders", "status"): ORDER_STATUSES,
+    ("orders", "payment_method"): PAYMENT_METHODS,
 }
-MONEY = {"products": ("list_price", "tax_rate"), "orders": ("total",),
+MONEY = {"products": ("list_price", "tax_rate"), "orders": ("total", "paid_amount"),
          "order_lines": ("quantity", "unit_price", "discount_percent", "tax_rate"), "contracts": ("value",)}
 DATES = {"contracts": ("start_date", "end_date")}
-DATETIMES = {"followups": ("occurred_at", "next_followup_at")}
+DATETIMES = {"followups": ("occurred_at", "next_followup_at"), "orders": ("paid_at",)}
 MULTI = ("phones", "emails", "tags")
 SPLIT = re.compile(r"[,;/，；、]")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -327,7 +345,24 @@ def check_row(entity, fields, region):
     if entity == "order_lines" and not fields.get("product") and not (fields.get("unit_price")
                                                                       and fields.get("description")):
         problems.append(("product", "a line without a product needs description and unit_price"))
+    if entity == "orders" and not problems:
+        problems += _payment_problems(fields)
     return problems
+
+
+def _payment_problems(fields):
+    """A paid amount the CRM's order states cannot hold: payments only on confirmed orders, paid means in full."""
+    status, paid, total = fields.get("status") or "draft", fields.get("paid_amount"), fields.get("total")
+    if not paid or Decimal(paid) == 0:
+        return []
+    if status in ("draft", "cancelled"):
+        return [("paid_amount", f"a {status} order has no payments (the CRM takes payments on confirmed orders "
+                                "and cancels only unpaid ones)")]
+    if total and status == "confirmed" and Decimal(paid) >= Decimal(total):
+        return [("paid_amount", f"{paid} pays the total {total}: the order would be paid, not confirmed")]
+    if total and status in ("paid", "fulfilled") and Decimal(paid) != Decimal(total):
+        return [("paid_amount", f"a {status} order is paid in full: {paid} is not its total {total}")]
+    return []
 
 
 # --- request bodies -------------------------------------------------------------------
@@ -360,6 +395,18 @@ def money(value):
     return str(Decimal(value).quantize(Decimal("0.01"))) if value not in (None, "") else ""
 
 
+def wanted_paid_amount(fields):
+    """What the legacy order had paid: its paid_amount, else its total when paid or fulfilled, else 0.
+
+    None when that is the total and the source does not give it: the CRM computes it from the lines.
+    """
+    if fields.get("paid_amount"):
+        return fields["paid_amount"]
+    if (fields.get("status") or "draft") in ("paid", "fulfilled"):
+        return fields.get("total") or None
+    return "0"
+
+
 def checksum(keys):
     """sha256 over the sorted JSON lines of the key fields (one per legacy id)."""
     digest = hashlib.sha256()
@@ -379,7 +426,8 @@ def source_key(entity, row):
     if entity == "products":
         return [f["_id"], f.get("sku"), f.get("name", "").strip(), money(f.get("list_price"))]
     if entity == "orders":
-        return [f["_id"], f["customer"], money(f.get("total")) if f.get("total") else None, len(row["lines"])]
+        return [f["_id"], f["customer"], money(f.get("total")) if f.get("total") else None, len(row["lines"]),
+                f.get("status") or "draft", money(wanted_paid_amount(f))]
     if entity == "contracts":
         return [f["_id"], f["customer"], f.get("title", "").strip(), money(f.get("value"))]
     return None
@@ -463,6 +511,88 @@ def problem_reasons(answer):
                                        for c in candidates[:3]) + ")"
         reasons.append(("", f"HTTP {answer.status_code}: {detail}"))
     return reasons
+
+
+def idempotency_key(*parts):
+    """``migrate:<source>:<entity>:<legacy id>[:<order step>]``; hashed when not ASCII or too long for the gateway."""
+    key = "migrate:" + ":".join(parts)
+    if len(key) > 200 or not key.isascii():
+        key = f"migrate:{hashlib.sha256(key.encode()).hexdigest()}"
+    return key
+
+
+# --- an order's way to its legacy status -----------------------------------------------
+
+def order_steps(order, fields):
+    """The steps still to take, in order, to bring ``order`` (as the API shows it) to the legacy row's status.
+
+    Confirmed -> paid -> fulfilled is the one way forward; a draft or unpaid confirmed order may be
+    cancelled. An order already at (or, changed by someone since, past) its status needs nothing.
+    """
+    status, want = order["status"], fields.get("status") or "draft"
+    if want == "cancelled":
+        return ["cancel"] if status in ("draft", "confirmed") else []
+    forward = ("draft", "confirmed", "paid", "fulfilled")
+    if status not in forward or forward.index(status) > forward.index(want):
+        return []
+    steps = ["confirm"] if status == "draft" and want != "draft" else []
+    if want in ("paid", "fulfilled") and status in ("draft", "confirmed"):
+        steps.append("pay")
+    elif want == "confirmed" and Decimal(wanted_paid_amount(fields)) > Decimal(order["paid_amount"]):
+        steps.append("pay")
+    if want == "fulfilled" and status != "fulfilled":
+        steps.append("fulfil")
+    return steps
+
+
+def order_step_request(step, order, fields, legacy):
+    """(path, body) of one step; a payment is of what is still missing (paid/fulfilled: all outstanding)."""
+    if step == "pay":
+        if fields.get("status") == "confirmed":
+            amount = Decimal(wanted_paid_amount(fields)) - Decimal(order["paid_amount"])
+        else:
+            amount = Decimal(order["outstanding"])
+        body = {"amount": str(amount), "method": fields.get("payment_method") or "other",
+                "reference": f"migrated:{legacy}"}
+        if fields.get("paid_at"):
+            body["paid_at"] = fields["paid_at"]
+        return f"/orders/{order['id']}/payments", body
+    if step == "cancel":
+        return f"/orders/{order['id']}/cancel", {"reason": fields.get("cancel_reason") or
+                                                  f"cancelled in the legacy CRM (migrated:{legacy})"}
+    return f"/orders/{order['id']}/{step}", None
+
+
+def walk_order(client, order, fields, legacy, source_name):
+    """Take the steps ``order`` still needs; [(field, reason)]: empty when it reached its legacy status.
+
+    ``order`` is the API's answer, or the order's id to read it first. After a 409 (the step was done
+    by an earlier run whose answer was lost, or someone moved the order) it is read again, the plan remade.
+    """
+    order_id = order["id"] if isinstance(order, dict) else order
+    if not isinstance(order, dict):
+        answer = client.request("GET", f"/orders/{order_id}")
+        if answer.status_code != 200:
+            return [("status", f"reading order {order_id}: " + problem_reasons(answer)[0][1])]
+        order = answer.json()
+    # Each round takes one step or rereads after a 409: confirm, pay, fulfil and a reread at most.
+    for _ in range(4):
+        steps = order_steps(order, fields)
+        if not steps:
+            return []
+        path, body = order_step_request(steps[0], order, fields, legacy)
+        key = idempotency_key(source_name, "orders", legacy, steps[0])
+        answer = client.request("POST", path, json=body, headers={"Idempotency-Key": key})
+        if answer.status_code == 409:
+            answer = client.request("GET", f"/orders/{order_id}")
+        if answer.status_code not in (200, 201):
+            reason = problem_reasons(answer)[0][1]
+            return [("paid_amount" if steps[0] == "pay" else "status",
+                     f"order {order_id} was created but not taken to {fields.get('status')}: {steps[0]}: {reason}")]
+        order = answer.json().get("order") or answer.json()  # a payment answers with the order after it
+    if not order_steps(order, fields):
+        return []
+    return [("status", f"order {order_id} did not reach {fields.get('status')} (it is {order['status']})")]
 
 
 # --- the run --------------------------------------------------------------------------
@@ -612,9 +742,7 @@ def migrate(folder, mapping, base_url, api_key=None, email=None, password=None, 
         return new_id
 
     def post(entity, legacy, path, body):
-        key = f"migrate:{source_name}:{entity}:{legacy}"
-        if len(key) > 200 or not key.isascii():
-            key = f"migrate:{hashlib.sha256(key.encode()).hexdigest()}"
+        key = idempotency_key(source_name, entity, legacy)
         answer = client.request("POST", path, json=body, headers={"Idempotency-Key": key})
         if answer.status_code == 201:
             replayed = answer.headers.get("Idempotent-Replayed") == "true"
@@ -624,16 +752,29 @@ def migrate(folder, mapping, base_url, api_key=None, email=None, password=None, 
             return answer, replayed
         return answer, None
 
+    def walk(entity, legacy, row, order):
+        """An order's remaining steps to its legacy status: [(field, reason)] when it did not get there."""
+        if entity != "orders" or dry_run or (row["fields"].get("status") or "draft") == "draft":
+            return []
+        return walk_order(client, order, row["fields"], legacy, source_name)
+
+    def count(entry, row, outcome, problems):
+        if problems:
+            _mark(entry, row, "rejected", *problems[0], more=problems[1:])
+        else:
+            entry[outcome] += 1
+            row["outcome"] = outcome
+
     def write_row(entity, entry, legacy, row):
         fields = row["fields"]
         known = (present["customers"].get(legacy) if entity == "customers" else
                  present["products"].get(fields.get("sku")) if entity == "products" else None) \
             or state.get(entity, legacy)
         if known:
+            problems = walk(entity, legacy, row, known)
             with lock:
                 ids[entity][legacy] = known
-                entry["already_present"] += 1
-                row["outcome"] = "already_present"
+                count(entry, row, "already_present", problems)
                 if entity != "customers" and not state.get(entity, legacy) and not dry_run:
                     state.put(entity, legacy, known)
             return
@@ -657,8 +798,10 @@ def migrate(folder, mapping, base_url, api_key=None, email=None, password=None, 
                 _mark(entry, row, kind, *reasons[0], more=reasons[1:])
                 return
             ids[entity][legacy] = save(entity, legacy, answer)
-            entry["already_present" if replayed else "migrated"] += 1
-            row["outcome"] = "already_present" if replayed else "migrated"
+        # A replayed answer is the order as it was created: read it again before walking it.
+        problems = walk(entity, legacy, row, answer.json()["id"] if replayed else answer.json())
+        with lock:
+            count(entry, row, "already_present" if replayed else "migrated", problems)
 
     def write_group(entity, entry, group):
         for legacy, row in group:
@@ -692,8 +835,10 @@ def migrate(folder, mapping, base_url, api_key=None, email=None, password=None, 
                     if order["outcome"] in ("migrated", "already_present"):
                         lines_entry[order["outcome"]] += 1
                     else:
-                        _mark(lines_entry, line, "rejected", "order", f"its order {order['fields']['_id']} "
-                                                                      "was not migrated")
+                        legacy = order["fields"]["_id"]
+                        # An order that did not reach its legacy status exists, with its lines, in the CRM.
+                        why = "did not reach its status" if legacy in ids["orders"] else "was not migrated"
+                        _mark(lines_entry, line, "rejected", "order", f"its order {legacy} {why}")
 
     report["write_seconds"] = round(time.monotonic() - started, 1)
     # Checksums: accepted source rows against the records read back through the API.
@@ -785,7 +930,7 @@ def _request_for(entity, fields, row, ids, state):
             if line["fields"].get("product"):
                 body["product_id"] = ref("products", line["fields"]["product"])
             lines.append(body)
-        body = plain_body(fields, ("customer", "total"))
+        body = plain_body(fields, ("customer", "total") + ORDER_PROGRESS)
         body.update(customer_id=ref("customers", fields["customer"]), lines=lines)
         return "/orders", body
     if entity == "contracts":
@@ -831,9 +976,10 @@ def _read_back(client, entity, source, ids, accepted, workers=4):
         for o in client.get_all("/orders"):
             if o["id"] in mine:
                 legacy = mine[o["id"]]
-                has_total = source[legacy][2] is not None
+                has_total, has_paid_amount = source[legacy][2] is not None, source[legacy][5] != ""
                 target[legacy] = [legacy, customer_legacy.get(o["customer_id"]),
-                                  money(o["total"]) if has_total else None, len(o.get("lines") or [])]
+                                  money(o["total"]) if has_total else None, len(o.get("lines") or []),
+                                  o["status"], money(o["paid_amount"]) if has_paid_amount else ""]
     elif entity == "contracts":
         for c in client.get_all("/contracts"):
             if c["id"] in mine:
