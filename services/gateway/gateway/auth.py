@@ -328,6 +328,7 @@ class SessionRevocations:
             self.session.merge(RevokedSession(session_id=session_id, user_id=user_id, revoked_at=now,
                                               expires_at=expires_at))
         self.session.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+        _announce_revoked(session_ids, expires_at)
 
     def revoke_others(self, user_id, keep_session_id):
         """Every session of ``user_id`` but ``keep_session_id`` (after a password change)."""
@@ -339,6 +340,73 @@ class SessionRevocations:
 
     def is_revoked(self, session_id):
         return self.session.get(RevokedSession, session_id) is not None
+
+    def listed_since(self, since):
+        """(session id, expires at) of every revocation made at or after ``since`` (all if None)
+        that still matters (some access token may carry it)."""
+        query = select(RevokedSession.session_id, RevokedSession.expires_at).where(
+            RevokedSession.expires_at > self._clock())
+        if since is not None:
+            query = query.where(RevokedSession.revoked_at >= since)
+        return self.session.execute(query).all()
+
+
+# Revocations made by this process, announced to its RevocationList at once.
+_revocation_listeners = []
+
+
+def _announce_revoked(session_ids, expires_at):
+    for listener in _revocation_listeners:
+        listener(session_ids, expires_at)
+
+
+class RevocationList:
+    """The signed-out sessions, held in memory: what AccessTokens asks on every request.
+
+    Asking revoked_sessions by primary key on every authenticated request was a
+    database round trip per request: a quarter of the gateway's CPU under load.
+    The list is small (a revocation matters for one access-token lifetime). It
+    is read whole once, then only what was revoked since, at most every
+    ``refresh_seconds`` (CRM_REVOCATION_REFRESH_SECONDS, default 1). A session
+    signed out through this process is refused at once, before its transaction
+    commits (if that fails, the session stays refused here until its tokens
+    expire: failing closed); one signed out through another gateway instance,
+    from that instance's next refresh, within ``refresh_seconds``.
+    """
+
+    # Revocations are stamped by each instance's clock: read back a margin for skew.
+    OVERLAP = timedelta(seconds=30)
+
+    def __init__(self, load, refresh_seconds=1.0, clock=utcnow):
+        self._load = load  # since -> [(session id, expires at)]
+        self._refresh = timedelta(seconds=refresh_seconds)
+        self._clock = clock
+        self._expires = {}  # session id -> expires at
+        self._read_at = None
+        _revocation_listeners.append(self._note)
+
+    def close(self):
+        if self._note in _revocation_listeners:
+            _revocation_listeners.remove(self._note)
+
+    def _note(self, session_ids, expires_at):
+        for session_id in session_ids:
+            self._expires[session_id] = expires_at
+
+    def is_revoked(self, session_id):
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._refresh:
+            since = self._read_at - self.OVERLAP if self._read_at is not None else None
+            self._read_at = now  # first, so that concurrent requests do not all read
+            self._note_rows(self._load(since), now)
+        expires_at = self._expires.get(session_id)
+        return expires_at is not None and expires_at > now
+
+    def _note_rows(self, rows, now):
+        for session_id, expires_at in rows:
+            self._expires[session_id] = expires_at
+        for session_id in [key for key, expires_at in self._expires.items() if expires_at <= now]:
+            del self._expires[session_id]
 
 
 # --- signing in --------------------------------------------------------------

@@ -11,7 +11,7 @@ from nameko.extensions import DependencyProvider, SharedExtension
 from crm_common.config import env, var_dir
 from crm_common.db import Database
 
-from gateway.auth import AccessTokens, PasswordHashing, SessionRevocations, load_jwt_secret
+from gateway.auth import AccessTokens, PasswordHashing, RevocationList, SessionRevocations, load_jwt_secret
 from gateway.users import ADMIN_PASSWORD_FILE, DEFAULT_ADMIN_EMAIL, ensure_first_admin
 
 log = logging.getLogger(__name__)
@@ -40,22 +40,30 @@ class SigningKeys(SharedExtension):
     """The access-token codec, shared by the HTTP entrypoints (which verify
     tokens) and the service (which issues them).
 
-    Verifying a token includes asking the gateway database whether its session
-    was signed out. That happens in the entrypoint, before any worker (and its
-    session) exists, so the lookup borrows a connection from the service's
-    own engine (GatewayDatabase) rather than opening a second pool.
+    Verifying a token includes asking whether its session was signed out: the
+    RevocationList, which reads the gateway database's revoked_sessions now
+    and then. That happens in the entrypoint, before any worker (and its
+    session) exists, so the reads borrow a connection from the service's own
+    engine (GatewayDatabase) rather than opening a second pool.
     """
 
     def setup(self):
         self._database = None
-        self.access_tokens = AccessTokens(load_jwt_secret(), is_revoked=self._is_revoked)
+        self.revocations = RevocationList(
+            self._revoked_since, refresh_seconds=env("CRM_REVOCATION_REFRESH_SECONDS", 1.0, float))
+        self.access_tokens = AccessTokens(load_jwt_secret(), is_revoked=self.revocations.is_revoked)
 
-    def _is_revoked(self, session_id):
+    def stop(self):
+        self.revocations.close()
+
+    kill = stop
+
+    def _revoked_since(self, since):
         if self._database is None:
             self._database = next(dependency for dependency in self.container.dependencies
                                   if isinstance(dependency, Database))
         with self._database.Session() as session:
-            return SessionRevocations(session).is_revoked(session_id)
+            return SessionRevocations(session).listed_since(since)
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter

@@ -6,7 +6,8 @@ import pytest
 from crm_common.errors import RateLimited, Unauthorized, ValidationFailed
 from crm_common.types import utcnow
 
-from gateway.auth import AccessTokens, SessionRevocations, SignIn
+from gateway.auth import AccessTokens, RevocationList, SessionRevocations, SignIn
+from gateway.models import RevokedSession
 from gateway.password_policy import IS_EMAIL, TOO_COMMON, TOO_SHORT, common_passwords, password_problems
 from gateway.throttle import LOCKED, SignInThrottle, client_address, trusted_proxies
 from gateway.users import SAME_PASSWORD, UserDirectory
@@ -102,6 +103,49 @@ def test_revoked_sessions_are_forgotten_once_their_access_tokens_have_expired(se
     revocations.revoke(ann.id, "00000000-0000-4000-8000-000000000002")
     assert not revocations.is_revoked("00000000-0000-4000-8000-000000000001")
     assert revocations.is_revoked("00000000-0000-4000-8000-000000000002")
+
+
+@pytest.fixture
+def revocation_list(session, clock):
+    """A gateway instance's in-memory list over the shared table, with the reads it made."""
+    reads = []
+
+    def load(since):
+        reads.append(since)
+        return SessionRevocations(session, clock=clock).listed_since(since)
+    listed = RevocationList(load, refresh_seconds=1.0, clock=clock)
+    listed.reads = reads
+    yield listed
+    listed.close()
+
+
+def test_a_session_signed_out_here_is_refused_at_once_without_a_database_read(
+        session, sign_in, revocation_list, ann):
+    tokens = AccessTokens(JWT_SECRET, is_revoked=revocation_list.is_revoked)
+    pair = sign_in.login("ann@example.com", PASSWORD)
+    session.commit()
+    assert tokens.verify(pair.access_token).user_id == ann.id
+    reads = len(revocation_list.reads)
+    sign_in.logout(tokens.verify(pair.access_token))
+    with pytest.raises(Unauthorized):
+        tokens.verify(pair.access_token)
+    assert len(revocation_list.reads) == reads  # known from the revocation itself, within the second
+
+
+def test_a_session_signed_out_by_another_instance_is_refused_from_the_next_refresh(
+        session, clock, revocation_list, ann):
+    signed_out = "00000000-0000-4000-8000-000000000003"
+    assert not revocation_list.is_revoked(signed_out)
+    # Another gateway instance writes the revocation; this list reads the table at most once a second.
+    session.add(RevokedSession(session_id=signed_out, user_id=ann.id, revoked_at=clock(),
+                               expires_at=clock() + timedelta(minutes=16)))
+    session.commit()
+    assert not revocation_list.is_revoked(signed_out)
+    clock.advance(seconds=1)
+    assert revocation_list.is_revoked(signed_out)
+    assert revocation_list.reads[0] is None and revocation_list.reads[1] is not None  # all once, then news
+    clock.advance(minutes=17)  # every access token of that session has expired
+    assert not revocation_list.is_revoked(signed_out)
 
 
 # --- throttling failed sign-ins ----------------------------------------------------
