@@ -21,7 +21,8 @@ CRM_DB ?= sqlite
 export CRM_DB
 PIP_TOOLS_VERSION := 7.6.2
 
-.PHONY: help venv rabbitmq postgres databases promtool up down scale ps logs test bench clean loadtest-venv lock kustomize
+.PHONY: help venv rabbitmq postgres databases promtool up down scale ps logs test bench bench-deep seed clean loadtest-venv lock kustomize \
+	loadtest loadtest-master loadtest-worker
 
 help: ## list the targets
 	@echo "usage: make TARGET   (CRM_DB=postgres make up: run on PostgreSQL instead of SQLite)"
@@ -69,6 +70,40 @@ loadtests/.venv/bin/python:
 loadtests/.venv/.installed: loadtests/requirements.lock | loadtests/.venv/bin/python
 	loadtests/.venv/bin/pip install --quiet --require-hashes -r loadtests/requirements.lock
 	touch $@
+
+# Load tests (loadtests/locustfile.py), headless; QA's knobs as make variables:
+#   USERS, SPAWN_RATE, DURATION   how many locust users, started how fast, for how long
+#   HOST                          the gateway to load
+#   SHAPE=name                    a load shape, loadtests/shapes/<name>.py (it sets users over time)
+#   PERSONAS="SalesRep Manager"   only these user classes (default: all, the AMQP user CustomersRpcUser
+#                                 too: against a system elsewhere set LOADTEST_AMQP_URI or leave it out)
+#   WORKERS                       local worker processes (loadtest), or workers to wait for (loadtest-master)
+# Accounts: LOADTEST_ADMIN_EMAIL / LOADTEST_ADMIN_PASSWORD (default admin@example.com and
+# var/admin-password), LOADTEST_ACCOUNTS_PER_ROLE (crmload/accounts.py). Stats (CSV, with history),
+# the HTML report and crmload.plugins' report land in var/loadtest/<UTC time>/.
+USERS ?= 50
+SPAWN_RATE ?= 5
+DURATION ?= 5m
+HOST ?= http://127.0.0.1:8000
+WORKERS ?= 2
+LOADTEST_DIR := var/loadtest/$(shell date -u +%Y%m%dT%H%M%SZ)
+comma := ,
+LOCUST := loadtests/.venv/bin/locust -f loadtests/locustfile.py$(if $(SHAPE),$(comma)loadtests/shapes/$(SHAPE).py)
+LOCUST_RUN = --headless -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --host $(HOST) \
+	--csv $(LOADTEST_DIR)/locust --csv-full-history --html $(LOADTEST_DIR)/report.html \
+	--report-dir $(LOADTEST_DIR) $(PERSONAS)
+
+loadtest: loadtest-venv ## run the load test here: a master and WORKERS local workers (USERS, DURATION, SHAPE ...)
+	@mkdir -p $(LOADTEST_DIR)
+	$(LOCUST) --processes $(WORKERS) $(LOCUST_RUN)
+
+loadtest-master: loadtest-venv ## run a load-test master that waits for WORKERS workers (make loadtest-worker)
+	@mkdir -p $(LOADTEST_DIR)
+	$(LOCUST) --master --expect-workers $(WORKERS) $(LOCUST_RUN)
+
+loadtest-worker: loadtest-venv ## run load-test workers for a master on another machine (MASTER=host, WORKERS)
+	@[[ -n "$(MASTER)" ]] || { echo "usage: make loadtest-worker MASTER=<the master's host> [WORKERS=N]" >&2; exit 2; }
+	$(LOCUST) --worker --master-host $(MASTER) --processes $(WORKERS)
 
 # Resolved against PyPI alone (no machine-local pip config, wheel folders or
 # constraints), so the hashes are those of PyPI's files and the lock installs
@@ -126,18 +161,32 @@ logs: ## show the last 50 lines of each service log (F=1 follows them)
 
 # --- Tests ------------------------------------------------------------------
 
-test: venv rabbitmq postgres promtool kustomize ## run every test suite (ARGS='-x -k name' go to each)
+test: venv loadtest-venv rabbitmq postgres promtool kustomize ## run every test suite (ARGS='-x -k name' go to each)
 	@scripts/run-tests.sh $(ARGS)
 
-# Every benchmark runs even when an earlier one misses its goal (their numbers are
-# what QA wants); make bench then fails, naming the ones that missed.
-bench: venv rabbitmq postgres ## run the benchmarks (each starts its own system on PostgreSQL) and print their numbers
+# One table: the main routes at 32 connections next to the floor (a bare nameko
+# HTTP -> RPC echo) measured in the same run; figures saved to var/bench/. Exits 1
+# when a target is missed, naming it. BENCH_SECONDS / BENCH_CONNECTIONS change the load.
+bench: venv loadtest-venv rabbitmq postgres ## rps and p50/p95/p99 of the main routes vs the stack's floor, one table (var/bench/latest.json)
+	@.venv/bin/python loadtests/bench/run_bench.py --seconds $(or $(BENCH_SECONDS),20) \
+	    --connections $(or $(BENCH_CONNECTIONS),32)
+
+# The single-purpose benchmarks, deeper than `make bench` on one thing each. Every one
+# runs even when an earlier one misses its goal (their numbers are what QA wants);
+# make bench-deep then fails, naming the ones that missed.
+bench-deep: venv rabbitmq postgres ## search, import, report latency and freshness benchmarks, one after another
 	@missed=""; \
 	.venv/bin/python loadtests/bench/search_customers.py --customers $(or $(CUSTOMERS),100000) || missed="$$missed search_customers"; \
 	.venv/bin/python loadtests/bench/import_customers.py --start-system --rows $(or $(ROWS),100000) || missed="$$missed import_customers"; \
 	.venv/bin/python loadtests/bench/report_latency.py --runs $(or $(REPORT_RUNS),50) || missed="$$missed report_latency"; \
 	.venv/bin/python loadtests/bench/report_freshness.py --rate $(or $(WRITE_RATE),200) --seconds $(or $(WRITE_SECONDS),60) || missed="$$missed report_freshness"; \
-	if [ -n "$$missed" ]; then echo "make bench: missed its goal or failed:$$missed" >&2; exit 1; fi
+	if [ -n "$$missed" ]; then echo "make bench-deep: missed its goal or failed:$$missed" >&2; exit 1; fi
+
+# Realistic test data through the public API of a running system (`make up`; for large N
+# start it with CRM_RATE_LIMIT_PER_MINUTE=0). The same SEED twice adds nothing new.
+seed: venv ## fill the running CRM with test data (N=1000 customers, SEED=42, HOST=http://127.0.0.1:8000)
+	.venv/bin/python loadtests/seed.py --customers $(or $(N),1000) --seed $(or $(SEED),42) \
+	    --host $(or $(HOST),http://127.0.0.1:8000)
 
 clean: down ## stop the services and delete var/ (databases, logs, generated secrets, the data-key file: back up var/data-keys.json first if any database is kept)
 	rm -rf var

@@ -549,7 +549,8 @@ def explain(url, contexts, report, caller, filters):
           f"(EXPLAIN ANALYZE) in a {whole:.0f} ms in-process run")
 
 
-def main():
+def argument_parser():
+    """The options; their defaults are the bench database run_bench.py reuses too."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--lines", type=int, default=1_000_000, help="order lines (orders = lines / 4)")
@@ -565,7 +566,11 @@ def main():
     parser.add_argument("--in-process", action="store_true", help="time reporting.reports, not the HTTP path")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of reports over the goal")
     parser.add_argument("--only", help="comma-separated report names to run")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = argument_parser().parse_args()
 
     dataset = Dataset(args.seed, args.owners)
     url = prepare_database(args, dataset)
