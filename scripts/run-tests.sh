@@ -14,6 +14,9 @@ source scripts/lib.sh
 export CRM_TEST_PG_URL=${CRM_TEST_PG_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432}
 export AMQP_URI=${AMQP_URI:-amqp://guest:guest@127.0.0.1:5672/}
 export RABBIT_CTL_URI=${RABBIT_CTL_URI:-http://guest:guest@127.0.0.1:15672}
+# The end-to-end suite runs a second system beside the session's at times, on a
+# server that may allow only 100 connections: the services keep few idle ones.
+export CRM_DB_IDLE_CONNECTIONS=${CRM_DB_IDLE_CONNECTIONS:-2}
 # A hung suite must not eat CI's whole time budget. (--foreground keeps the
 # suite in our process group, so Ctrl-C still reaches it.)
 SUITE_TIMEOUT=${CRM_TEST_SUITE_TIMEOUT:-1800}

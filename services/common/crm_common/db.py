@@ -38,7 +38,7 @@ def statement_timeout_ms():
     return env("CRM_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)
 
 
-def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None):
+def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None, max_overflow=None):
     """An engine tuned for the backend: SQLite files get WAL and a busy timeout.
 
     On PostgreSQL every connection gets a statement_timeout (``statement_timeout``
@@ -69,7 +69,8 @@ def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None)
         return engine
     timeout = statement_timeout_ms() if statement_timeout is None else statement_timeout
     options = {"isolation_level": isolation_level} if isolation_level else {}
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+    overflow = pool_size if max_overflow is None else max_overflow
+    engine = create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True,
                            connect_args={"options": f"-c statement_timeout={int(timeout)}"}, **options)
     event.listen(engine, "handle_error", _raise_query_timeout)
     return engine
@@ -147,8 +148,14 @@ class Database(DependencyProvider):
             from crm_common.migrate import upgrade
 
             upgrade(self.migrations, self.url)
-        # Enough connections for every worker plus the outbox relay.
-        self.engine = make_engine(self.url, pool_size=self.container.max_workers + 2)
+        # Enough connections for every worker plus the outbox relay; of those,
+        # CRM_DB_IDLE_CONNECTIONS stay open when idle (default: all of them).
+        # The test runner keeps few: the test systems alive at one time share
+        # the server's max_connections (100 on a stock PostgreSQL), and a
+        # system's idle pools held most of them after a busy test.
+        busy = self.container.max_workers + 2
+        idle = max(1, min(busy, env("CRM_DB_IDLE_CONNECTIONS", busy, int)))
+        self.engine = make_engine(self.url, pool_size=idle, max_overflow=busy + busy - idle)
         time_statements(self.engine, service_name)
         self.Session = make_session_factory(self.engine)
         from crm_common.audit import install_audit_listener
