@@ -26,7 +26,7 @@ PIP_TOOLS_VERSION := 7.6.2
 
 help: ## list the targets
 	@echo "usage: make TARGET   (CRM_DB=postgres make up: run on PostgreSQL instead of SQLite)"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-16s %s\n", $$1, $$2 }'
 
 # --- Python environments --------------------------------------------------
 
