@@ -43,11 +43,16 @@ def pg_url():
 
 @pytest.fixture
 def sample():
-    """Read one sample from the default Prometheus registry (0.0 when absent)."""
+    """Read one sample from the default Prometheus registry; None when it is absent.
+
+    Absent is not zero: a gauge the code under test never set must fail a
+    test that expects a value, so callers that mean "never counted" say so
+    (``not sample(...)``, ``sample(...) or 0``).
+    """
     from prometheus_client import REGISTRY
 
     def read(name, **labels):
-        return REGISTRY.get_sample_value(name, labels) or 0.0
+        return REGISTRY.get_sample_value(name, labels)
 
     return read
 

@@ -183,8 +183,8 @@ def test_refused_event_is_dead_lettered_without_retries(
     assert message.headers[ATTEMPTS_HEADER] == 1
     assert "ValidationFailed" in message.headers["x-crm-error"]
     assert calls == [envelope["event_id"]]
-    assert sample("crm_events_consumed_total", service=name, type="thing.happened",
-                  outcome="retry") == 0
+    assert not sample("crm_events_consumed_total", service=name, type="thing.happened",
+                      outcome="retry")  # never counted
 
 
 def make_idempotent_service(name, fail_first=False):
@@ -265,4 +265,4 @@ def test_wildcard_handler_receives_every_type_and_counts_each_under_its_own(
              message="the retried event counted")
     assert sample("crm_events_consumed_total", service=name, type="thing.broke", outcome="retry") == 1
     assert sample("crm_events_consumed_total", service=name, type="other.thing_changed", outcome="ok") == 1
-    assert sample("crm_events_consumed_total", service=name, type="#", outcome="ok") == 0
+    assert not sample("crm_events_consumed_total", service=name, type="#", outcome="ok")  # never counted

@@ -10,6 +10,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from crm_common import logs
 from crm_common.context import Context, RequestContext, RunAs, new_request_id
+from crm_common.testing import wait_until
 
 ACTOR = {"request_id": "req-123", "user_id": "user-7", "user_role": "manager",
          "team_id": "team-east", "language": "zh-CN"}
@@ -112,6 +113,10 @@ def test_call_without_context_is_anonymous(container_factory, rabbit_config):
 
 # --- request id in JSON log lines -------------------------------------------
 
+CONCURRENT_REQUESTS = 3
+logged_start = []  # tags of the workers that have logged their first line
+
+
 class LoggingService:
     name = "ctx_logging"
     context = Context()
@@ -120,7 +125,11 @@ class LoggingService:
     def work(self, tag):
         log = logging.getLogger("crm_test.context")
         log.info("start %s", tag)
-        eventlet.sleep(0.05)  # let a concurrent request log in between
+        logged_start.append(tag)
+        # Every request logs its first line before any logs its second: the
+        # workers' lines interleave for certain.
+        wait_until(lambda: len(logged_start) == CONCURRENT_REQUESTS, 10,
+                   message="every concurrent request to log its first line")
         log.info("end %s", tag)
         return tag
 
@@ -138,9 +147,10 @@ def test_json_log_lines_carry_the_workers_request_id(container_factory, rabbit_c
         def call(tag):
             context_data = {"request_id": f"req-{tag}", "user_id": "u1"}
             with ServiceRpcProxy("ctx_logging", rabbit_config, context_data=context_data,
-                                 timeout=10) as proxy:
+                                 timeout=30) as proxy:  # longer than the workers' own deadline
                 return proxy.work(tag)
 
+        del logged_start[:]
         pool = eventlet.GreenPool()
         assert sorted(pool.imap(call, ["a", "b", "c"])) == ["a", "b", "c"]
         logger.info("outside any worker")
@@ -150,6 +160,8 @@ def test_json_log_lines_carry_the_workers_request_id(container_factory, rabbit_c
     lines = stream.getvalue().splitlines()
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert len(entries) == 7
+    # Interleaved: all three first lines come before any second line.
+    assert [entry["message"].split()[0] for entry in entries[:-1]] == ["start"] * 3 + ["end"] * 3
     for entry in entries[:-1]:
         tag = entry["message"].split()[-1]
         assert entry["request_id"] == f"req-{tag}"

@@ -1,7 +1,7 @@
 """crm_common.outbox: events committed with the change that caused them, published by the relay."""
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import eventlet
@@ -21,6 +21,7 @@ from crm_common.outbox import (
 )
 from crm_common.crypto import is_encrypted
 from crm_common.testing import memory_session
+from crm_common.types import utcnow
 
 ACTOR = {"request_id": "req-outbox", "user_id": "user-1", "user_role": "sales", "team_id": "team-1"}
 
@@ -95,7 +96,7 @@ def test_committed_event_reaches_a_handler_with_envelope_and_actor(
     received = []
     start(container_factory, make_consumer(received), rabbit_config)
     start(container_factory, ProducerService, rabbit_config, DB_URL=sqlite_url)
-    published_before = sample("crm_events_published_total", service="producer", type="thing.happened")
+    published_before = sample("crm_events_published_total", service="producer", type="thing.happened") or 0
 
     with ServiceRpcProxy("producer", rabbit_config, context_data=ACTOR, timeout=10) as producer:
         producer.place("widget")
@@ -331,7 +332,15 @@ def test_outbox_pending_gauge_follows_the_relay(sample, unique_name):
     kernel_metadata.create_all(engine)
     Session = make_session_factory(engine)
     with Session() as session:
-        add_pending(session, 3)
+        envelopes = add_pending(session, 3)
+        # Events that have waited since the broker went down: the oldest ten
+        # minutes, the others five.
+        now = utcnow()
+        for envelope, age in zip(envelopes, (600, 300, 300)):
+            session.execute(outbox_table.update()
+                            .where(outbox_table.c.event_id == envelope["event_id"])
+                            .values(created_at=now - timedelta(seconds=age)))
+        session.commit()
     service = unique_name("gauge")
     relay = make_relay(Session, service)
 
@@ -341,9 +350,12 @@ def test_outbox_pending_gauge_follows_the_relay(sample, unique_name):
     relay.publish = broker_down
     with pytest.raises(ConnectionError):
         relay.relay_once()
-    # Operators alert on this while the broker is down: it must not freeze.
+    # Operators alert on these while the broker is down: they must not freeze,
+    # and the age is the oldest pending event's (not the newest's, not a sum).
     assert sample("crm_outbox_pending", service=service) == 3
-    assert sample("crm_outbox_oldest_pending_age_seconds", service=service) >= 0
+    age = sample("crm_outbox_oldest_pending_age_seconds", service=service)
+    assert age is not None, "the relay did not report the oldest pending event's age"
+    assert 600 <= age < 900
 
     sent = []
     relay.publish = sent.append

@@ -34,6 +34,14 @@ def _stop_in_background(container):
     return thread, began
 
 
+def _takes_no_new_requests(container):
+    """The stop has begun: the RPC entrypoints have left the service's queue
+    (nameko stops entrypoints first, then waits for the running workers)."""
+    consumers = {entrypoint.rpc_consumer for entrypoint in container.entrypoints
+                 if hasattr(entrypoint, "rpc_consumer")}
+    return bool(consumers) and all(c._unregistered_from_queue_consumer.ready() for c in consumers)
+
+
 def test_a_request_running_at_stop_is_finished_and_answered(container_factory, rabbit_config, monkeypatch):
     global release
     release = Event()
@@ -45,7 +53,9 @@ def test_a_request_running_at_stop_is_finished_and_answered(container_factory, r
         reply = slow.work.call_async()
         wait_until(lambda: started["count"] == 1, 10, message="the worker to start")
         stopping, _ = _stop_in_background(container)
-        eventlet.sleep(0)  # let the stop begin: entrypoints first
+        wait_until(lambda: _takes_no_new_requests(container), 10,
+                   message="the stop to begin (RPC entrypoints stopped)")
+        assert not stopping.dead  # the stop waits for the request still in hand
         release.send()
         assert reply.result() == "done"
         stopping.wait()
