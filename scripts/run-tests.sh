@@ -42,7 +42,7 @@ count() {
 
 # run_suite LABEL COMMAND...
 run_suite() {
-    local label=$1 out rc=0 passed failed errors skipped status
+    local label=$1 out rc=0 passed failed errors skipped deselected status ok=0
     shift
     out=$workdir/$((${#summary[@]})).out
     log ""
@@ -52,14 +52,22 @@ run_suite() {
     failed=$(count failed "$out")
     errors=$(count 'errors?' "$out")
     skipped=$(count skipped "$out")
+    deselected=$(count deselected "$out")
     failed=$((failed + errors))
+    # pytest exits 5 when no test ran. A suite that exists and collects nothing
+    # has lost its tests (a renamed file, a broken conftest): a failure. Only a
+    # filter that deselected every test of this suite (ARGS='-k name') is not.
     case $rc in
-        0) status=ok ;;
-        5) status="no tests" ;;  # pytest: nothing collected; not a failure
+        0) status=ok ok=1 ;;
+        5) if ((deselected > 0)); then
+               status="none selected" ok=1
+           else
+               status="FAILED: no tests collected"
+           fi ;;
         124 | 137) status="TIMED OUT after ${SUITE_TIMEOUT}s" ;;
         *) status="FAILED (exit $rc)" ;;
     esac
-    if ((rc != 0 && rc != 5)); then
+    if ((!ok)); then
         any_failed=1
         # A suite that died before reporting (import error, timeout) still
         # counts as a failure in the totals.
