@@ -11,8 +11,10 @@ behaviour, also for inputs nobody thought of.
 
 Bounded so that `make test` stays quick on a 2-core machine: a few examples
 per operation, no shrinking, and a total time budget (CRM_FUZZ_EXAMPLES,
-CRM_FUZZ_SECONDS); operations not reached within the budget are named in the
-output, not failed.
+CRM_FUZZ_SECONDS). Every operation must be reached within the budget: one left
+out is an operation nobody checked, so the test fails naming it. The defaults
+(3 examples, 120 s) leave a wide margin: about 60 s on a 2-core machine busy
+with other test systems, 35 s on a quiet one. Raise one with the other.
 """
 import os
 import time
@@ -28,8 +30,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from crm_common.testing_system import ADMIN_EMAIL, ADMIN_PASSWORD, running_system
 
-MAX_EXAMPLES = int(os.environ.get("CRM_FUZZ_EXAMPLES", "5"))
-BUDGET_SECONDS = float(os.environ.get("CRM_FUZZ_SECONDS", "90"))
+MAX_EXAMPLES = int(os.environ.get("CRM_FUZZ_EXAMPLES", "3"))
+BUDGET_SECONDS = float(os.environ.get("CRM_FUZZ_SECONDS", "120"))
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 # Operations that would pull the ground from under the fuzz run itself: they
@@ -116,8 +118,10 @@ def fuzz_operation(operation, mode, session, max_examples, statuses):
 def test_every_documented_operation_answers_as_documented(fuzz_system):
     started = time.monotonic()
     failures, not_reached, statuses = fuzz(fuzz_system.gateway_url, admin_token(fuzz_system.gateway_url))
-    print(f"fuzzed in {time.monotonic() - started:.1f}s; answers: {dict(sorted(statuses.items()))}; "
-          f"not reached within the budget: {not_reached or 'none'}")
+    print(f"fuzzed in {time.monotonic() - started:.1f}s; answers: {dict(sorted(statuses.items()))}")
     # Most answers must come from behind authentication, or the run tested only the 401 page.
     assert statuses[401] < sum(statuses.values()) / 4, statuses
     assert not failures, "\n\n".join(failures)
+    assert not_reached == [], (
+        f"{len(not_reached)} operations not reached within the {BUDGET_SECONDS:.0f}s budget "
+        f"(CRM_FUZZ_SECONDS; or fewer CRM_FUZZ_EXAMPLES than {MAX_EXAMPLES}): {', '.join(not_reached)}")
