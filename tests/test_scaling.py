@@ -7,7 +7,6 @@ are answered or go back to the queue for the others (nameko acks late).
 """
 import secrets
 import threading
-import time
 
 import pytest
 
@@ -102,9 +101,8 @@ def test_stopping_one_instance_under_load_loses_no_request(system, admin, three_
         wait_until(lambda: _counts(system, [leaving])[leaving] > served_by_leaving + 20, 30,
                    message=f"{leaving} to serve the stream")
         before_stop = _counts(system, staying)
-        started = time.monotonic()
+        log_file = system.workdir / f"{leaving}.log"
         system.stop(leaving)  # SIGTERM, then waits for the process to exit
-        stop_seconds = time.monotonic() - started
         answered_at_stop = stream.count()
         # The stream goes on against the two that stay.
         wait_until(lambda: stream.count() > answered_at_stop + 100, 30,
@@ -113,8 +111,10 @@ def test_stopping_one_instance_under_load_loses_no_request(system, admin, three_
     assert stream.count() > 100
     assert not stream.failures, (
         f"{len(stream.failures)} of {stream.count()} requests failed: {stream.failures[:5]}")
-    # A graceful exit (status 0), well within the grace `make down` allows, not a SIGKILL.
+    # A graceful exit (status 0), not a SIGKILL; and the requests in hand were
+    # finished, not cut off by the service's own shutdown deadline (how long the
+    # stop took is no functional matter: a loaded machine is slower).
     assert process.returncode == 0, process.returncode
-    assert stop_seconds < 10, stop_seconds
+    assert "killing the service" not in log_file.read_text(errors="replace")
     after = _counts(system, staying)
     assert all(after[instance] > before_stop[instance] for instance in staying), (before_stop, after)
