@@ -9,16 +9,22 @@ floor included, so every figure comes from the same tool with the same connectio
 
 The scenario (JSON on stdin):
     {"base_url": "http://127.0.0.1:8000", "method": "GET",
-     "paths": ["/api/v1/customers/<id>", ...],   # taken in turn, shared by all connections
-     "headers": {"Authorization": "Bearer ..."},
-     "body": "{\\"name\\": \\"Bench {n}\\"}",      # optional; {n} becomes a number unique in the run
-     "ok_statuses": [200], "connections": 32, "warmup_seconds": 5, "seconds": 20}
+     "sessions": [                                  # connection i is sessions[i % len(sessions)]'s
+        {"headers": {"Authorization": "Bearer ..."},  # one user's token: each connection a person
+         "paths": ["/api/v1/customers/<id>", ...],    # taken in turn by the session's connections
+         "bodies": ["{\\"name\\": \\"Bench {n}\\"}"]},  # optional, in turn; {n}: a number unique in
+        ...],                                         # the run ({n8}: the same, 8 digits)
+     "ok_statuses": [200], "connections": 32, "warmup_seconds": 5, "seconds": 20,
+     "timeout_seconds": 10}
 
 The answer: {"rps", "p50_ms", "p95_ms", "p99_ms", "requests", "errors", "error_samples",
-"succeeded_total"}. Only answers that arrive in the timed window (after the warm-up) count
-towards rps, percentiles and errors; succeeded_total also counts the warm-up's (a create
-scenario compares it with what the system recorded). A request that raised (timeout, reset)
-counts as an error with its exception name.
+"late", "succeeded_total"}. Every request started in the timed window (after the warm-up)
+counts, whenever it ends: one that ends after the window with its real latency ("late"
+counts those), one that gets no answer within timeout_seconds as an error ("Timeout"),
+like one that raised (reset, refused) with its exception name. rps is the successful
+requests started in the window per second of the window. succeeded_total also counts the
+warm-up's and the late ones (a create scenario compares it with what the system recorded).
+
 """
 from gevent import monkey
 
@@ -26,6 +32,7 @@ monkey.patch_all()
 
 import itertools  # noqa: E402
 import json  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from urllib.parse import urlparse  # noqa: E402
@@ -33,7 +40,9 @@ from urllib.parse import urlparse  # noqa: E402
 import gevent  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
 
-REQUEST_TIMEOUT_SECONDS = 30
+# A request with no answer after this long is an error; shorter than any window, so a hung
+# request is counted, not waited out.
+REQUEST_TIMEOUT_SECONDS = 10
 
 
 def percentile(values, fraction):
@@ -44,66 +53,82 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+class Session:
+    """What the connections of one user send: its headers, and its paths and bodies in turn."""
+
+    def __init__(self, session, base_path):
+        self.headers = session.get("headers", {})
+        self.paths = [base_path + path for path in session["paths"]]
+        self.bodies = session.get("bodies")
+        self.turn = itertools.count()
+
+    def next_request(self, unique):
+        n = next(self.turn)
+        body = None
+        if self.bodies:
+            body = self.bodies[n % len(self.bodies)].replace("{n8}", f"{unique % 10**8:08d}")
+            body = body.replace("{n}", str(unique))
+        return self.paths[n % len(self.paths)], body
+
+
 class Run:
-    """What every connection of one scenario shares: the request to send and what came back."""
+    """What every connection of one scenario shares: what to send and what came back."""
 
     def __init__(self, scenario):
-        self.scenario = scenario
+        base_path = urlparse(scenario["base_url"]).path.rstrip("/")
         self.method = scenario.get("method", "GET")
-        self.paths = [urlparse(scenario["base_url"]).path.rstrip("/") + path for path in scenario["paths"]]
-        self.headers = scenario.get("headers", {})
-        self.body = scenario.get("body")
+        self.sessions = [Session(session, base_path) for session in scenario["sessions"]]
         self.ok_statuses = set(scenario.get("ok_statuses", [200]))
-        self.sequence = itertools.count()
+        self.unique = itertools.count()
         self.latencies_ms = []
         self.errors = 0
+        self.late = 0
         self.error_samples = {}
         self.succeeded_total = 0
 
-    def next_request(self):
-        n = next(self.sequence)
-        body = self.body.replace("{n}", str(n)) if self.body is not None else None
-        return self.paths[n % len(self.paths)], body
-
-    def record(self, in_window, elapsed_ms, outcome):
+    def record(self, in_window, elapsed_ms, outcome, late):
         ok = outcome in self.ok_statuses
         self.succeeded_total += ok
         if not in_window:
             return
         self.latencies_ms.append(elapsed_ms)
+        self.late += late
         if not ok:
             self.errors += 1
             self.error_samples[str(outcome)] = self.error_samples.get(str(outcome), 0) + 1
 
 
-def connection(run, client, window_starts, window_ends):
-    """One closed loop over one keep-alive connection until the window ends."""
+def connection(run, session, client, window_starts, window_ends):
+    """One closed loop over one keep-alive connection until the window ends; the request in
+    flight then is waited for (or times out) and counted."""
     while True:
-        path, body = run.next_request()
         started = time.monotonic()
         if started >= window_ends:
             return
+        path, body = session.next_request(next(run.unique))
         try:
-            response = client.request(run.method, path, body=body, headers=run.headers)
+            response = client.request(run.method, path, body=body, headers=session.headers)
             response.read()
             outcome = response.status_code
         except Exception as error:  # a failed request is a figure, not a crash of the driver
-            outcome = type(error).__name__
+            outcome = "Timeout" if isinstance(error, (socket.timeout, gevent.Timeout)) else type(error).__name__
         finished = time.monotonic()
-        if finished <= window_ends:
-            run.record(started >= window_starts, (finished - started) * 1000, outcome)
+        run.record(started >= window_starts, (finished - started) * 1000, outcome, late=finished > window_ends)
 
 
 def drive(scenario):
     run = Run(scenario)
     url = urlparse(scenario["base_url"])
-    clients = [HTTPClient(url.hostname, url.port, concurrency=1, connection_timeout=REQUEST_TIMEOUT_SECONDS,
-                          network_timeout=REQUEST_TIMEOUT_SECONDS)
-               for _ in range(scenario.get("connections", 32))]
+    timeout = scenario.get("timeout_seconds", REQUEST_TIMEOUT_SECONDS)
+    connections = scenario.get("connections", 32)
+    clients = [HTTPClient(url.hostname, url.port, concurrency=1, connection_timeout=timeout,
+                          network_timeout=timeout) for _ in range(connections)]
     now = time.monotonic()
     window_starts = now + scenario.get("warmup_seconds", 5)
     window_ends = window_starts + scenario.get("seconds", 20)
-    gevent.joinall([gevent.spawn(connection, run, client, window_starts, window_ends) for client in clients])
+    gevent.joinall([gevent.spawn(connection, run, run.sessions[i % len(run.sessions)], client,
+                                 window_starts, window_ends)
+                    for i, client in enumerate(clients)])
     for client in clients:
         client.close()
     measured_seconds = window_ends - window_starts
@@ -115,6 +140,7 @@ def drive(scenario):
         "requests": len(run.latencies_ms),
         "errors": run.errors,
         "error_samples": run.error_samples,
+        "late": run.late,
         "succeeded_total": run.succeeded_total,
     }
 
