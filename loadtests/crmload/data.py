@@ -64,3 +64,18 @@ def multipart(fields, file_field, filename, content, content_type):
                  f"Content-Type: {content_type}\r\n\r\n".encode() + content + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def report_filters(rng=random, today=None, granularities=("day", "week", "month")):
+    """The filters a manager puts on a report: a period (this month, the last 30 or 90 days, this
+    year, the last 12 or 24 months) at some granularity, now and then one region. Each answer is
+    different enough that no cache serves the next one from the last."""
+    today = today or now().date()
+    period = rng.choice(("month", "30 days", "90 days", "year", "12 months", "24 months"))
+    start = {"month": today.replace(day=1), "30 days": today - timedelta(days=30),
+             "90 days": today - timedelta(days=90), "year": today.replace(month=1, day=1),
+             "12 months": today - timedelta(days=365), "24 months": today - timedelta(days=730)}[period]
+    filters = {"from": start.isoformat(), "to": today.isoformat(), "granularity": rng.choice(granularities)}
+    if rng.random() < 0.3:
+        filters["region"] = rng.choice(REGIONS)
+    return filters
