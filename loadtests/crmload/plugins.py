@@ -36,7 +36,7 @@ from locust.runners import WorkerRunner
 
 from crmload import report
 from crmload.monitor import MetricsSampler, default_metrics_urls, memory_trends, parse_metrics_urls
-from crmload.slo import SloConfig, Tally, evaluate, find_knee, format_verdict, snapshot, window
+from crmload.slo import RequestTallies, SloConfig, Tally, evaluate, find_knee, format_verdict, snapshot, window
 
 DEFAULT_SLO_FILE = Path(__file__).resolve().parents[1] / "slo.toml"
 # How often the run's own statistics and the services' /metrics are sampled.
@@ -106,6 +106,9 @@ class RunState:
     ended_at: float | None = None
     recorder: RunRecorder | None = None
     sampler: MetricsSampler | None = None
+    # The run's statistics when every user had started (locust's spawning_complete): what came
+    # before is the ramp-up (sign-ins, first visits), reported apart and not judged.
+    ramp_up: RequestTallies | None = None
 
 
 _run = RunState()
@@ -137,9 +140,18 @@ def _start_sampling(environment, **_):
     urls = parse_metrics_urls(options.metrics_urls) if options.metrics_urls else default_metrics_urls()
     _run.started_at = time.time()
     _run.ended_at = None
+    _run.ramp_up = None
     _run.recorder = RunRecorder(environment, SAMPLE_SECONDS)
     _run.sampler = MetricsSampler(urls, SAMPLE_SECONDS)
     _run.sampler.start()
+
+
+@events.spawning_complete.add_listener
+def _end_of_ramp_up(user_count, **_):
+    environment = _run.recorder.environment if _run.recorder else None
+    if environment is None or not _on_master_or_local(environment) or _run.ramp_up is not None:
+        return
+    _run.ramp_up = snapshot(environment.stats)
 
 
 @events.test_stop.add_listener
@@ -166,15 +178,23 @@ def _judge_and_report(environment, **_):
 
 
 def judge(environment, config: SloConfig, state: RunState) -> dict:
-    """Everything the report shows, with the verdict and its reasons."""
-    verdict = evaluate(snapshot(environment.stats), config)
-    shape = environment.shape_class
+    """Everything the report shows, with the verdict and its reasons. The verdict is the steady
+    state's, once every user had started; the ramp-up before it is shown apart."""
+    final = snapshot(environment.stats)
     findings = []
+    if state.ramp_up is None:
+        findings.append("the run ended before every user had started: there was no steady state to judge")
+        steady, ramp_up = {}, final
+    else:
+        steady, ramp_up = window(state.ramp_up, final), state.ramp_up
+    verdict = evaluate(steady, config)
+    shape = environment.shape_class
     run = {
         "shape": type(shape).__name__ if shape else None,
         "host": environment.host,
         "started_at": state.started_at, "ended_at": state.ended_at,
         "verdict": verdict.to_dict(),
+        "ramp_up": evaluate(ramp_up, config).to_dict(),
         "timeline": state.recorder.rows,
         "resources": state.sampler.samples,
         "user_exceptions": sum(e["count"] for e in environment.runner.exceptions.values()),
@@ -230,7 +250,10 @@ def _print_verdict(run: dict, report_path: Path) -> None:
     if run.get("stress"):
         lines.append("(the whole run, for information: a stress run breaks the SLO on purpose "
                      "and is judged on its knee)")
+    lines.append("steady state, once every user had started:")
     lines.append(format_verdict(run["verdict"]))
+    lines.append("ramp-up (sign-ins and first visits; shown, not judged):")
+    lines.append(format_verdict(run["ramp_up"]))
     if run.get("stress"):
         knee = run["stress"]["knee"]
         lines.append("knee: " + (f"{knee['requests_per_second']:.1f} req/s at {knee['users']} users"

@@ -56,6 +56,8 @@ def render_markdown(run: dict) -> str:
 
     lines += _summary(run)
     lines += _verdict_table(run["verdict"], stress=bool(run.get("stress")))
+    if run.get("ramp_up"):
+        lines += _verdict_table(run["ramp_up"], stress=False, title="Ramp-up (sign-ins and first visits; not judged)")
     if run.get("stress"):
         lines += _stress_table(run["stress"])
     if run.get("memory_trends"):
@@ -89,8 +91,8 @@ def _summary(run: dict) -> list[str]:
     return ["| run | |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows), ""]
 
 
-def _verdict_table(verdict: dict, stress: bool) -> list[str]:
-    lines = ["## SLO verdict (whole run)", ""]
+def _verdict_table(verdict: dict, stress: bool, title="SLO verdict (steady state, once every user had started)"):
+    lines = [f"## {title}", ""]
     if stress:
         lines += ["For information: a stress run breaks the SLO on purpose and is judged on its knee.", ""]
     lines += ["| group | requests | p95 ms (objective) | p99 ms (objective) | errors (max) | status |",

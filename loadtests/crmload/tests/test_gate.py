@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from crmload.plugins import RunState, judge
-from crmload.slo import SloConfig, StepResult, find_knee
+from crmload.slo import SloConfig, StepResult, find_knee, snapshot
 
 LOADTESTS = Path(__file__).resolve().parents[2]
 SLO = SloConfig.load(LOADTESTS / "slo.toml")
@@ -57,9 +57,12 @@ def fake_environment(system, shape):
                            runner=SimpleNamespace(exceptions={}))
 
 
-def finished_run(samples=()):
+def finished_run(samples=(), ramp_up=None):
+    """A run's state as the plugin keeps it; every user started at once unless ``ramp_up`` (the
+    statistics when the last one had) says otherwise."""
     return RunState(started_at=0, ended_at=100, recorder=SimpleNamespace(rows=[]),
-                    sampler=SimpleNamespace(samples=list(samples), unreachable={}))
+                    sampler=SimpleNamespace(samples=list(samples), unreachable={}),
+                    ramp_up={} if ramp_up is None else ramp_up)
 
 
 def test_stress_steps_up_until_the_slo_breaks_and_passes_with_the_knee(load_shape, monkeypatch):
@@ -102,6 +105,33 @@ def test_a_steady_run_fails_on_a_missed_objective_and_says_which():
     assert not run["passed"]
     assert run["findings"] == ["SLO missed by reads: p95 2000 ms > 300 ms",
                                "SLO missed by reads: p99 2000 ms > 800 ms"]
+
+
+def test_a_slow_ramp_up_is_reported_apart_and_not_held_against_the_steady_state():
+    system = SimulatedSystem(capacity=10)
+    for _ in range(10):  # users signing in: slow
+        system.serve_one_second(20)
+    ramp_up = snapshot(system.stats)
+    system.capacity = 100
+    for _ in range(30):
+        system.serve_one_second(20)
+    run = judge(fake_environment(system, shape=None), SLO, finished_run(ramp_up=ramp_up))
+    assert run["passed"], run["findings"]
+    [steady] = run["verdict"]["groups"]
+    assert (steady["requests"], steady["p95_ms"]) == (600, 100)
+    [ramp] = run["ramp_up"]["groups"]
+    assert (ramp["requests"], ramp["p95_ms"], ramp["status"]) == (200, 2000, "FAIL")
+
+
+def test_a_run_that_ends_before_every_user_started_has_no_steady_state_and_fails():
+    system = SimulatedSystem(capacity=100)
+    for _ in range(30):
+        system.serve_one_second(10)
+    state = finished_run()
+    state.ramp_up = None
+    run = judge(fake_environment(system, shape=None), SLO, state)
+    assert not run["passed"]
+    assert run["findings"][0].startswith("the run ended before every user had started")
 
 
 def test_a_soak_fails_naming_the_service_whose_memory_keeps_growing():
