@@ -2,12 +2,16 @@
 
     .venv/bin/python loadtests/bench/run_bench.py [--seconds 20] [--warmup 5] [--connections 32]
 
-Starts the whole system on throwaway PostgreSQL databases (as the end-to-end tests do),
-seeds 100,000 customers into it (_data.seed: stored as the service stores them), points
-the reporting service at a copy of the 1,000,000-order-line bench database (built by
-report_latency.py's loader, reused while it holds the same rows; the copy takes the
-events this run produces, so the original stays reusable), and starts the floor: a bare
-nameko HTTP entrypoint calling a bare RPC echo (floor_service.py) on a vhost of its own.
+Starts the whole system on copies of the bench data set (dataset.py: users, 100,000
+customers and a read model of 1,000,000 order lines, all made through the system itself
+and kept as PostgreSQL templates; made on the first run, reused after), and the floor: a
+bare nameko HTTP entrypoint calling a bare RPC echo (floor_service.py) on a vhost of its own.
+
+Every scenario runs as the people who use the CRM: each of the 32 connections is one
+manager or sales rep signed in with their own token, reading and searching within what
+they may see (their own or their team's customers), opening reports with the periods,
+granularities and regions managers pick, and creating realistic customers (person or
+company, phones, emails, address, tags, an owner).
 
 Then every scenario, the floor first, is driven by the same closed-loop load driver
 (driver.py, in loadtests/.venv) with the same connections for the same time, and one
@@ -26,11 +30,12 @@ import random
 import subprocess
 import sys
 import time
+import unicodedata
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import urlencode, urlparse
 
 import warnings
 
@@ -39,20 +44,23 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from crm_common.testing import postgres_base_url  # noqa: E402
+from crm_common.testing import _postgres_admin_connection, postgres_base_url  # noqa: E402
 from crm_common.testing_system import (  # noqa: E402
-    ADMIN_EMAIL, ADMIN_PASSWORD, AMQP_URI, RABBIT_API, RabbitAdmin, free_port, login, running_system, wait_until,
+    AMQP_URI, RABBIT_API, RabbitAdmin, free_port, login, running_system, wait_until,
 )
 
-import report_latency  # noqa: E402
-from _data import query_mix, seed  # noqa: E402
+import dataset  # noqa: E402
+import seed  # noqa: E402  (loadtests/seed.py, on the path through dataset)
+from crmload.data import report_filters  # noqa: E402
 from floor_service import running_floor  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DRIVER_PYTHON = ROOT / "loadtests" / ".venv" / "bin" / "python"
-# Customers whose GET the read scenario spreads over (more than fit one page of any cache).
-READ_IDS = 2000
+# Customers each person's reads spread over (more than fit one page of any cache).
+READS_PER_PERSON = 200
+# Report and search requests prepared per person, taken in turn.
+QUERIES_PER_PERSON = 60
 EVENT_DELIVERY_SECONDS = 120
 # PostgreSQL connections the bench's system opens under load (its services' pools at 32
 # connections: 76 at most in a run here): with fewer free, requests fail with
@@ -168,10 +176,11 @@ def current_commit():
 
 # --- driving the load ---------------------------------------------------------------
 
-def drive(settings, base_url, paths, method="GET", headers=None, body=None, ok_statuses=(200,)):
-    """One scenario through driver.py (loadtests/.venv); returns its JSON answer."""
-    scenario = {"base_url": base_url, "method": method, "paths": paths, "headers": headers or {}, "body": body,
-                "ok_statuses": list(ok_statuses), **settings}
+def drive(settings, base_url, sessions, method="GET", ok_statuses=(200,)):
+    """One scenario through driver.py (loadtests/.venv); ``sessions``: [{"headers", "paths", "bodies"?}],
+    one per person, the connections shared among them. Returns the driver's JSON answer."""
+    scenario = {"base_url": base_url, "method": method, "sessions": sessions, "ok_statuses": list(ok_statuses),
+                **settings}
     answer = subprocess.run([str(DRIVER_PYTHON), str(HERE / "driver.py")], input=json.dumps(scenario),
                             capture_output=True, text=True,
                             timeout=settings["warmup_seconds"] + settings["seconds"] + 120)
@@ -189,7 +198,7 @@ def print_figures(name, figures):
 # --- the system -------------------------------------------------------------------------
 
 def check_connection_headroom():
-    admin = report_latency.admin_connection()
+    admin = _postgres_admin_connection()
     with admin.cursor() as cursor:
         cursor.execute("SELECT current_setting('max_connections')::int"
                        " - current_setting('superuser_reserved_connections')::int - count(*)"
@@ -200,26 +209,6 @@ def check_connection_headroom():
         sys.exit(f"PostgreSQL at {postgres_base_url()} has {free} free connections and the bench's system needs "
                  f"about {SYSTEM_CONNECTIONS}: stop the other systems using it, or point CRM_TEST_PG_URL at "
                  f"another server")
-
-
-@contextmanager
-def reporting_bench_copy():
-    """A throwaway copy of the reporting bench database (built or reused first); yields its URL."""
-    options = report_latency.argument_parser().parse_args([])
-    dataset = report_latency.Dataset(options.seed, options.owners)
-    bench_url = report_latency.prepare_database(options, dataset)
-    copy = f"{report_latency.BENCH_DB}_run_{uuid.uuid4().hex[:8]}"
-    admin = report_latency.admin_connection()
-    started = time.perf_counter()
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{report_latency.BENCH_DB}"')
-    print(f"copied {report_latency.BENCH_DB} to {copy} in {time.perf_counter() - started:.1f} s", flush=True)
-    try:
-        yield bench_url.rsplit("/", 1)[0] + "/" + copy, dataset
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
-        admin.close()
 
 
 @contextmanager
@@ -235,13 +224,109 @@ def floor_on_own_vhost(workdir):
         rabbit.delete_vhost(vhost)
 
 
-def customer_ids(system, count):
-    engine = create_engine(system.env["CRM_CUSTOMERS_DB_URL"])
-    with engine.connect() as connection:
-        ids = connection.execute(text("SELECT id FROM customers ORDER BY random() LIMIT :n"), {"n": count}).scalars()
-        ids = [str(customer_id) for customer_id in ids]
-    engine.dispose()
-    return ids
+# --- who sends what -------------------------------------------------------------------------
+
+def people(data, connections, rng):
+    """Whom the connections sign in as: every manager, then sales reps, each rep at most once
+    and the busiest likelier; one person per connection."""
+    managers = [user for user in data["users"] if user["role"] == "manager"]
+    reps = [user for user in data["users"] if user["role"] == "sales"]
+    book = {rep["id"]: 0 for rep in reps}
+    for owner in data["customers"].values():
+        book[owner] += 1
+    chosen = []
+    while len(managers) + len(chosen) < min(connections, len(managers) + len(reps)):
+        rep = rng.choices(reps, [book[rep["id"]] + 1 for rep in reps])[0]
+        if rep not in chosen:
+            chosen.append(rep)
+    return managers + chosen
+
+
+def visible_customers(data, person):
+    """The customers ``person`` may open: their own (a rep), their team's (a manager)."""
+    team_of = {user["id"]: user["team_id"] for user in data["users"]}
+    if person["role"] == "manager":
+        return [customer for customer, owner in data["customers"].items() if team_of[owner] == person["team_id"]]
+    return [customer for customer, owner in data["customers"].items() if owner == person["id"]]
+
+
+def fold(text):
+    """``text`` without accents, as a person types a name on a keyboard without them."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
+def search_queries(rng, count):
+    """(kind, term): what people type into the customer search: common and rare, whole and partial,
+    Chinese and accented English, company names with and without their number, and words that
+    match nothing."""
+    makers = {
+        "chinese surname": lambda: rng.choice(seed.SURNAMES_ZH),
+        "chinese 2-char": lambda: rng.choice(seed.COMPANY_WORDS_ZH),
+        "chinese city+word": lambda: rng.choice(seed.CITIES_ZH) + rng.choice(seed.COMPANY_WORDS_ZH),
+        "english name": lambda: rng.choice(seed.LAST_EN),
+        "partial word": lambda: rng.choice(seed.LAST_EN + seed.COMPANY_WORDS_EN)[:4].lower(),
+        "accent-free": lambda: fold(rng.choice(["Müller", "Núñez", "Zoë", "Chloé", "François", "Björn"])),
+        "two words": lambda: f"{rng.choice(seed.COMPANY_WORDS_EN)} {rng.choice(seed.TRADES_EN)}".lower(),
+        "company + number": lambda: (f"{rng.choice(seed.COMPANY_WORDS_EN)} {rng.choice(seed.TRADES_EN)} "
+                                     f"{rng.randint(1, 999)}"),
+        "no match": lambda: "zqxj" + str(rng.randint(0, 99)),
+    }
+    kinds = rng.choices(list(makers), k=count)
+    return [(kind, makers[kind]()) for kind in kinds]
+
+
+def new_customer_body(rng, person, team_members):
+    """A POST /customers body as a salesperson fills the form in; {n} (the driver's number, unique
+    in the run) keeps names, phones and emails apart. A rep owns what they create; a manager hands
+    it to one of the team."""
+    is_company = rng.random() < 0.4
+    name = seed.company_name(rng) if is_company else seed.person_name(rng)
+    body = {
+        "kind": "company" if is_company else "person",
+        "name": f"{name} {{n}}",
+        "contact": {
+            "phones": [f"+86{rng.choice(seed.CN_MOBILE_PREFIXES)}{{n8}}"],
+            "emails": [f"bench.{{n}}@{rng.choice(seed.EMAIL_DOMAINS)}"],
+            "address": {"country": "CN", "city": rng.choice(seed.CITIES_ZH),
+                        "street": f"{rng.randint(1, 999)}号 {rng.choice(['人民路', '中山路', 'Nanjing Road'])}"},
+        },
+        "region": rng.choice(seed.REGIONS), "industry": rng.choice(seed.INDUSTRIES),
+        "source": rng.choice(seed.SOURCES), "tier": rng.choice("ABCD"),
+        "tags": rng.sample(seed.TAGS, rng.randint(0, 3)),
+        "owner_id": person["id"] if person["role"] == "sales" else rng.choice(team_members)["id"],
+    }
+    if not is_company and rng.random() < 0.5:
+        body["company"] = {"name": seed.company_name(rng), "industry": rng.choice(seed.INDUSTRIES)}
+    return json.dumps(body, ensure_ascii=False)
+
+
+def scenarios(data, signed_in, rng):
+    """scenario -> (method, sessions, ok statuses): what each person sends in each scenario."""
+    pipeline = data["pipeline"]["id"]
+    reads, searches, by_period, funnel, creates = [], [], [], [], []
+    for person, headers in signed_in:
+        mine = visible_customers(data, person)
+        reads.append({"headers": headers, "paths": [
+            f"/customers/{customer}" for customer in rng.sample(mine, min(READS_PER_PERSON, len(mine)))]})
+        searches.append({"headers": headers, "paths": [
+            f"/customers?{urlencode({'q': term})}" for _, term in search_queries(rng, QUERIES_PER_PERSON)]})
+        periods = [report_filters(rng, granularities=("day", "week", "month", "quarter"))
+                   for _ in range(QUERIES_PER_PERSON)]
+        by_period.append({"headers": headers, "paths": [
+            f"/reports/sales/by-period?{urlencode(filters)}" for filters in periods]})
+        funnel.append({"headers": headers, "paths": [
+            f"/reports/sales/funnel?{urlencode({'pipeline': pipeline, 'from': f['from'], 'to': f['to']})}"
+            for f in periods]})
+        team = [user for user in data["users"] if user["role"] == "sales" and user["team_id"] == person["team_id"]]
+        creates.append({"headers": {**headers, "Content-Type": "application/json"}, "paths": ["/customers"],
+                        "bodies": [new_customer_body(rng, person, team) for _ in range(QUERIES_PER_PERSON)]})
+    return {
+        "customer_read": ("GET", reads, (200,)),
+        "customer_search": ("GET", searches, (200,)),
+        "report_sales_by_period": ("GET", by_period, (200,)),
+        "report_funnel": ("GET", funnel, (200,)),
+        "customer_create": ("POST", creates, (201,)),
+    }
 
 
 def replica_count(system):
@@ -266,13 +351,10 @@ def events_delivered(system, created):
     return True, round(time.monotonic() - started, 1)
 
 
-def measure_creates(system, settings, api, headers):
+def measure_creates(system, settings, api, sessions):
     """POST /customers under load, then whether every customer created reached the sales replica."""
     replica_before = replica_count(system)
-    run = uuid.uuid4().hex[:6]
-    figures = drive(settings, api, ["/customers"], method="POST", ok_statuses=(201,),
-                    headers={**headers, "Content-Type": "application/json"},
-                    body=json.dumps({"kind": "company", "name": f"Bench Load {run} {{n}} Ltd"}))
+    figures = drive(settings, api, sessions, method="POST", ok_statuses=(201,))
     print_figures("customer_create", figures)
     created = figures["succeeded_total"]
     delivered, waited = events_delivered(system, replica_before + created)
@@ -286,7 +368,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=20, help="measured seconds per scenario")
     parser.add_argument("--warmup", type=float, default=5, help="unmeasured seconds before each")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--customers", type=int, default=100_000, help="customers seeded for read and search")
+    parser.add_argument("--customers", type=int, default=100_000, help="customers in the data set")
+    parser.add_argument("--lines", type=int, default=1_000_000, help="order lines in the data set")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--only", type=lambda names: set(names.split(",")), default=set(TARGETS),
                         help="comma-separated scenarios to measure (the floor always is: ratios need it)")
@@ -298,42 +381,33 @@ def main():
         sys.exit(f"{DRIVER_PYTHON} is missing: run `make loadtest-venv` first")
     settings = {"connections": args.connections, "seconds": args.seconds, "warmup_seconds": args.warmup}
     check_connection_headroom()
+    data = dataset.prepare(dataset.parameters(customers=args.customers, lines=args.lines))
 
     measured, facts = {}, {}
-    with reporting_bench_copy() as (reporting_url, dataset), running_system("bench") as system:
-        # The reporting service answers from the 1M-line copy instead of its empty database.
-        system.stop("reporting")
-        system.env["CRM_REPORTING_DB_URL"] = reporting_url
-        system.start("reporting")
-        wait_until(system.ready, 60, interval=0.25, message="gateway /ready")
-        owners = [str(uuid.uuid4()) for _ in range(10)]
-        print(f"seeded {args.customers} customers in {seed(system, args.customers, owners):.1f} s", flush=True)
-
+    with running_system("bench", extra_env={"CRM_DATA_KEYS_FILE": data["keys_file"]},
+                        templates=data["templates"]) as system:
         with floor_on_own_vhost(system.workdir) as floor_url:
             print(f"measuring: {args.connections} connections, {args.seconds:g} s after {args.warmup:g} s warm-up",
                   flush=True)
-            measured["floor"] = drive(settings, floor_url, ["/echo?value=bench"])
+            measured["floor"] = drive(settings, floor_url, [{"paths": ["/echo?value=bench"]}])
             print_figures("floor", measured["floor"])
 
         api = system.gateway_url + "/api/v1"
-        # The widest caller (sees every customer); its token lives 15 minutes, longer than the scenarios.
-        headers = {"Authorization": login(system, ADMIN_EMAIL, ADMIN_PASSWORD).http.headers["Authorization"]}
-        ids = customer_ids(system, READ_IDS)
-        searches = [f"/customers?q={quote(term)}" for _, term in query_mix(random.Random(7))]
-        pipeline = dataset.pipelines[0][0]
-        reads = {
-            "customer_read": [f"/customers/{customer_id}" for customer_id in ids],
-            "customer_search": searches,
-            "report_sales_by_period": ["/reports/sales/by-period"],
-            "report_funnel": [f"/reports/sales/funnel?pipeline={pipeline}"],
-        }
-        for name, paths in reads.items():
-            if name in args.only:
-                measured[name] = drive(settings, api, paths, headers=headers)
-                print_figures(name, measured[name])
-
-        if "customer_create" in args.only:
-            measured["customer_create"], facts["customer_create"] = measure_creates(system, settings, api, headers)
+        rng = random.Random(7)
+        # Each person signs in once; a token lives 15 minutes, longer than all the scenarios.
+        signed_in = [(person, {"Authorization": login(system, person["email"], data["password"])
+                               .http.headers["Authorization"]})
+                     for person in people(data, args.connections, rng)]
+        print(f"signed in {sum(p['role'] == 'manager' for p, _ in signed_in)} managers and "
+              f"{sum(p['role'] == 'sales' for p, _ in signed_in)} sales reps", flush=True)
+        for name, (method, sessions, ok_statuses) in scenarios(data, signed_in, rng).items():
+            if name not in args.only:
+                continue
+            if name == "customer_create":
+                measured[name], facts[name] = measure_creates(system, settings, api, sessions)
+                continue
+            measured[name] = drive(settings, api, sessions, method=method, ok_statuses=ok_statuses)
+            print_figures(name, measured[name])
 
     report = build_report(measured, facts, machine_facts(), current_commit(), settings)
     path = write_report(report, args.out)

@@ -60,13 +60,14 @@ def _postgres_admin_connection():
 
 
 @contextmanager
-def postgres_database(prefix="crm_test"):
-    """A fresh, empty PostgreSQL database for a test; yields its URL and drops it afterwards."""
+def postgres_database(prefix="crm_test", template=None):
+    """A fresh PostgreSQL database for a test, empty or a copy of the database ``template``;
+    yields its URL and drops it afterwards."""
     name = f"{prefix}_{secrets.token_hex(5)}"
     admin = _postgres_admin_connection()
     try:
         with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
+            cursor.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         try:
             yield f"{postgres_base_url()}/{name}"
         finally:

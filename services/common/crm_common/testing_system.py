@@ -157,8 +157,11 @@ def login(system, email, password):
 
 
 @contextmanager
-def running_system(name="e2e", workdir=None, extra_env=None):
-    """Start the whole system; yields the System, stops and removes everything on exit."""
+def running_system(name="e2e", workdir=None, extra_env=None, templates=None):
+    """Start the whole system; yields the System, stops and removes everything on exit.
+
+    ``templates`` maps a service to a database its own starts as a copy of (the bench's
+    data set); the others start empty."""
     run_id = secrets.token_hex(4)
     with ExitStack() as cleanup:
         if workdir is None:
@@ -202,7 +205,7 @@ def running_system(name="e2e", workdir=None, extra_env=None):
         }
         for service in SERVICES:
             env[f"CRM_{service.upper()}_DB_URL"] = cleanup.enter_context(
-                postgres_database(f"crm_{name}_{run_id}_{service}"))
+                postgres_database(f"crm_{name}_{run_id}_{service}", template=(templates or {}).get(service)))
         if not (extra_env or {}).get("CRM_DATA_KEYS"):
             # One keyring for every process of the system, of its own: a key file
             # in the workdir, made before any of them starts. Keys from the
