@@ -61,7 +61,10 @@ def world(system, admin):
     w.own["support"] = w.own["colleague"]
     w.customer = created(rep.post("/customers", json={"kind": "company", "name": unique("Rep Only Ltd")}))
     cid = w.customer["id"]
-    created(rep.post(f"/customers/{cid}/followups", json={"type": "call", "summary": "Went through the offer"}))
+    # With a next step, so that it is in the rep's day plan (GET /followups), a list the actors filter by owner.
+    created(rep.post(f"/customers/{cid}/followups", json={
+        "type": "call", "summary": "Went through the offer",
+        "next_followup_at": (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()}))
     w.opportunity = created(once_sales_knows(lambda: rep.post("/opportunities", json={
         "customer_id": cid, "title": "Rep's deal", "amount": "5000.00", "currency": "CNY",
         "expected_close_date": (datetime.now(timezone.utc).date() + timedelta(days=20)).isoformat()})))
@@ -183,6 +186,9 @@ def send(api, method, path, body):
 @pytest.mark.parametrize("actor", ["colleague", "other-manager"])
 @pytest.mark.parametrize("name,path", READS, ids=[name for name, _ in READS])
 def test_reading_another_owners_record_by_id_is_404(world, actor, name, path):
+    # The owner reads it: the 404 is the record hidden from the actor, not a route that fails for everyone.
+    as_owner = world.rep.get(fill(path, world.ids))
+    assert as_owner.status_code == 200, as_owner.text
     assert_problem(world.actors[actor].get(fill(path, world.ids)), 404)
 
 
@@ -261,6 +267,8 @@ def test_list_filters_naming_the_owner_show_none_of_their_records(world, actor, 
     params = fill(params, world.ids)
     as_owner = world.rep.get(path, params=params)
     assert as_owner.status_code == 200, as_owner.text
+    # The same filter finds the record for its owner: it is hidden from the actor, not from everyone.
+    assert world.ids[kind] in as_owner.text, as_owner.text
     response = world.actors[actor].get(path, params=params)
     assert response.status_code == 200, response.text
     assert world.ids["rep"] not in response.text and world.ids[kind] not in response.text, response.text
@@ -268,6 +276,9 @@ def test_list_filters_naming_the_owner_show_none_of_their_records(world, actor, 
 
 @pytest.mark.parametrize("actor", ["colleague", "other-manager"])
 def test_the_pipeline_board_shows_none_of_the_owners_opportunities(world, actor):
+    own_board = world.rep.get(f"/pipelines/{world.ids['pipeline']}/board")
+    assert own_board.status_code == 200, own_board.text
+    assert world.ids["opportunity"] in own_board.text  # the owner's board has it
     board = world.actors[actor].get(f"/pipelines/{world.ids['pipeline']}/board")
     assert board.status_code == 200, board.text
     assert world.ids["opportunity"] not in board.text
@@ -276,11 +287,17 @@ def test_the_pipeline_board_shows_none_of_the_owners_opportunities(world, actor)
 @pytest.mark.parametrize("actor", ["colleague", "other-manager"])
 @pytest.mark.parametrize("params", [{}, {"owner_id": "{rep}"}], ids=["everything", "by owner"])
 def test_the_customers_export_holds_none_of_the_owners_customers(world, actor, params):
-    exported = world.actors[actor].get("/exports/customers", params=fill(params, world.ids))
-    assert exported.status_code == 200, exported.text
-    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
-    assert world.ids["customer"] not in [row["id"] for row in rows]
-    assert world.customer["name"] not in exported.content.decode("utf-8-sig")
+    def exported(api):
+        """(the ids of the rows, the whole file as text)"""
+        response = api.get("/exports/customers", params=fill(params, world.ids))
+        assert response.status_code == 200, response.text
+        text = response.content.decode("utf-8-sig")
+        return [row["id"] for row in csv.DictReader(io.StringIO(text))], text
+
+    assert world.ids["customer"] in exported(world.rep)[0]  # the owner's export has it
+    ids, text = exported(world.actors[actor])
+    assert world.ids["customer"] not in ids
+    assert world.customer["name"] not in text
 
 
 # --- reports --------------------------------------------------------------------------------
@@ -323,6 +340,9 @@ def test_reports_filtered_by_the_owner_show_none_of_their_figures(world, reporte
 @pytest.mark.parametrize("actor", ["colleague", "other-manager"])
 def test_sales_by_owner_names_no_other_owner(world, reported, actor):
     for params in ({}, {"team": world.rep.user["team_id"]}):
+        own = world.rep.get("/reports/sales/by-owner", params=params)
+        assert own.status_code == 200, own.text
+        assert world.ids["rep"] in own.text  # the owner's own report has their row
         response = world.actors[actor].get("/reports/sales/by-owner", params=params)
         assert response.status_code == 200, response.text
         assert world.ids["rep"] not in response.text
