@@ -2,9 +2,11 @@
 rotate while the system keeps running.
 
 The first test reads the databases the way someone with a stolen backup would:
-every row of every table of every service, as text. The second drives key
-rotation with crmctl's own functions (crm_common.crmctl) against the running
-system's key file and broker, as an operator's ``crmctl`` would.
+every row of every table of every service, as text (after checking that it
+finds there what is stored in clear on purpose, so "nothing found" means
+something). The second drives key rotation with crmctl's own functions
+(crm_common.crmctl) against the running system's key file and broker, as an
+operator's ``crmctl`` would.
 """
 import json
 import secrets
@@ -123,12 +125,21 @@ def test_personal_data_is_nowhere_in_clear_in_any_database(system, admin, receiv
         "contact": {"phones": [first_phone], "emails": [email], "id_number": id_number,
                     "address": {"country": "CN", "city": "Shanghai", "street": street}}})
     assert replayed.status_code == 201 and replayed.json()["id"] == customer["id"]
+    # A task about the customer: so that notifications' database holds the customer's id too (see below).
+    task = admin.post("/tasks", json={"title": "Call about the offer", "customer_id": customer["id"]})
+    assert task.status_code == 201, task.text
 
     # The webhook got the update (so a delivery with its payload is stored), and every event is consumed.
     wait_until(lambda: any(json.loads(request["body"])["type"] == "customer.updated"
                            and json.loads(request["body"])["data"].get("id") == customer["id"]
                            for request in receiver.requests), 30, message="the customer.updated webhook")
     wait_until(lambda: events_consumed(system), 30, message="every event consumed")
+
+    # A scan that read nothing would find nothing too: first it must find what is stored in clear on
+    # purpose, the customer's name where it lives, and its id in every service's database.
+    in_clear = leaks(system, [customer["id"], customer["name"]])
+    assert (customer["name"], "customers.customers") in in_clear, in_clear
+    assert {where.split(".")[0] for value, where in in_clear if value == customer["id"]} == set(SERVICES), in_clear
 
     values = [e164(first_phone), e164(new_phone), e164(contact_phone), email, contact_email, street, street_zh,
               id_number]
