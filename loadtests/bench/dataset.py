@@ -120,9 +120,15 @@ def build(params):
         rng.shuffle(owner_pool)
         seeder = seed.Seeder(gateway, params["seed"], threads=4,
                              today=datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0))
-        ids = seeder.customers(params["customers"], owner_pool)
-        customers = {ids[n]: seed.customer_row(params["seed"], n, owner_pool)["owner_id"] for n in sorted(ids)}
-        print(f"imported {len(customers)} customers in {time.monotonic() - started:.0f} s", flush=True)
+        for first in range(0, params["customers"], seed.IMPORT_CHUNK_ROWS):
+            size = min(seed.IMPORT_CHUNK_ROWS, params["customers"] - first)
+            report = seeder.import_chunk(seed.customers_csv(params["seed"], first, size, owner_pool),
+                                         f"bench-{first}")
+            if report["created"] != size:
+                sys.exit(f"the import of customers {first}-{first + size} created {report['created']}: "
+                         f"{json.dumps(report)[:2000]}")
+        print(f"imported {params['customers']} customers in {time.monotonic() - started:.0f} s", flush=True)
+        customers = customer_owners(gateway, seed.seed_tag(params["seed"]))
         wait_until_quiet(system)
 
         pipeline = default_pipeline(system)
@@ -178,6 +184,17 @@ def make_users(gateway, params):
         user, _ = gateway.create("/users", body, f"bench-user-{n}")
         users.append({"id": user["id"], "email": body["email"], "role": role, "team_id": team})
     return users
+
+
+def customer_owners(gateway, tag):
+    """{customer id: owner id} of every customer with ``tag``, page by page as a frontend lists them."""
+    owners, cursor = {}, None
+    while True:
+        page = gateway.get("/customers", tag=tag, limit=200, **({"cursor": cursor} if cursor else {})).json()
+        owners.update((customer["id"], customer["owner_id"]) for customer in page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return owners
 
 
 def default_pipeline(system):
