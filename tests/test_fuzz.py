@@ -13,8 +13,8 @@ Bounded so that `make test` stays quick on a 2-core machine: a few examples
 per operation, no shrinking, and a total time budget (CRM_FUZZ_EXAMPLES,
 CRM_FUZZ_SECONDS). Every operation must be reached within the budget: one left
 out is an operation nobody checked, so the test fails naming it. The defaults
-(3 examples, 120 s) leave a wide margin: the run took 43-60 s on a 2-core
-machine busy with other test systems. Raise one with the other.
+(3 examples, 120 s) leave a margin: the run took 43-71 s on a 2-core machine
+busy with other test systems (load 3 to 9). Raise one with the other.
 """
 import os
 import time
