@@ -16,6 +16,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 RPC_REQUESTS = Counter(
     "crm_rpc_requests_total", "RPC requests served", ["service", "method", "outcome"]
 )
+# A request the broker handed out again: the instance that had it died or lost its
+# connection before acknowledging it. Counted once the new answer is sent, so a
+# redelivered request that is dropped instead of served does not count.
+RPC_REDELIVERED = Counter(
+    "crm_rpc_redelivered_total", "RPC requests served after the broker redelivered them",
+    ["service", "method"],
+)
 RPC_DURATION = Histogram(
     "crm_rpc_duration_seconds", "Time to serve an RPC request", ["service", "method"],
     buckets=LATENCY_BUCKETS,
