@@ -230,6 +230,9 @@ class CustomerBook:
         self._refuse_taken_external_id(customer.external_id)
         if not allow_duplicate:
             found = self.find_duplicates(identifiers_of(customer.contact), customer.dedupe_key)
+            replayed = self._created_by_this_request(customer, found)
+            if replayed is not None:
+                return to_dict(replayed)
             if found:
                 raise Conflict("A customer like this one already exists. Send allow_duplicate=true to create it anyway.",
                                extra={"candidates": self._describe_candidates(found)})
@@ -242,6 +245,23 @@ class CustomerBook:
         if customer.owner_id:
             self._record_assignment(customer, previous_owner_id=None)
         return snapshot
+
+    def _created_by_this_request(self, customer, candidates):
+        """The candidate this very request created from the same data, if any: a request
+        redelivered after its first delivery committed (the instance died before answering) finds
+        its own customer as a duplicate, and must answer with it rather than refuse the caller's
+        own write. Same request id, same actor, same name, kind and contact details."""
+        candidates = [candidate for candidate in candidates
+                      if (candidate.name, candidate.kind, candidate.contact)
+                      == (customer.name, customer.kind, customer.contact)]
+        if not candidates or not self.context.request_id:
+            return None
+        mine = self.session.execute(
+            select(CustomerHistory.customer_id).where(
+                CustomerHistory.customer_id.in_([candidate.id for candidate in candidates]),
+                CustomerHistory.action == "created", CustomerHistory.request_id == self.context.request_id,
+                CustomerHistory.actor_id == self.context.user_id)).scalars().first()
+        return next((candidate for candidate in candidates if candidate.id == mine), None)
 
     def update(self, customer_id, changes, expected_version=None):
         self.require_writer()

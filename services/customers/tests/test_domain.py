@@ -1,8 +1,9 @@
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crm_common.errors import Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch
 from crm_common.outbox import outbox_table
@@ -450,3 +451,17 @@ def test_required_custom_field_must_be_given(session, as_admin, as_alice):
     with pytest.raises(ValidationFailed) as caught:
         CustomerBook(session, as_alice).create(company("No VAT"))
     assert caught.value.errors == {"custom_fields.vat": ["VAT number is required."]}
+
+
+def test_a_create_delivered_again_after_it_committed_answers_with_its_own_customer(session, as_alice):
+    # The instance that ran the create died before answering; the broker hands the same request
+    # (same request id, same data) to another instance, which finds the first one's customer.
+    data = {"kind": "person", "name": "Wang Fang", "contact": {"phones": ["+86 138 0013 8000"]}}
+    first = CustomerBook(session, as_alice).create(dict(data))
+    session.commit()
+    again = CustomerBook(session, as_alice).create(dict(data))
+    assert again["id"] == first["id"]
+    assert session.execute(select(func.count()).select_from(Customer)).scalar() == 1
+    # Another request with the same data is a duplicate, as before.
+    with pytest.raises(Conflict):
+        CustomerBook(session, replace(as_alice, request_id="r-alice-2")).create(dict(data))
