@@ -113,9 +113,9 @@ class CustomerBook:
                 raise Forbidden("Only admins may list deleted customers.")
         else:
             statement = statement.where(Customer.deleted_at.is_(None))
-        for term in search.fold(filters.get("q", "")).split():
-            # Every word must appear somewhere; search_text is already folded.
-            statement = statement.where(Customer.search_text.like(search.like_pattern(term), escape="\\"))
+        # Every word must appear somewhere, in the way this database's indexes can find.
+        statement = statement.where(*search.keyword_conditions(
+            filters.get("q", ""), self.session.get_bind().dialect.name))
         for field in ("kind", "lifecycle_stage", "tier", "region", "industry", "source", "owner_id"):
             if field in filters:
                 statement = statement.where(getattr(Customer, field) == filters[field])

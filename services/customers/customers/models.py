@@ -1,6 +1,6 @@
 """The customers service's own tables."""
 from sqlalchemy import (
-    Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+    DDL, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
@@ -83,6 +83,37 @@ class Customer(Base):
     @property
     def tags(self):
         return sorted(row.tag for row in self.tag_rows)
+
+
+# Keyword search on SQLite: an FTS5 trigram index over customers.search_text, so a word of 3+
+# characters is looked up instead of LIKE-scanning every customer (customers.search). FTS5 rows
+# need integer rowids and customers has UUIDs, and customers' own rowid is no key (VACUUM and
+# alembic's batch copies renumber it), so customer_search_rows maps one to the other. Triggers
+# keep both in step with every writer (the domain, the import fast path, erasure) in the
+# writer's transaction. case_sensitive 1: search_text is already folded; matching its exact
+# characters is what LIKE on it does. Migration 0007 makes the same objects in SQLite files
+# (a batch alter of customers drops triggers: a later migration doing one must make them again).
+SQLITE_SEARCH_DDL = (
+    "CREATE TABLE customer_search_rows ("
+    "id INTEGER PRIMARY KEY, customer_id VARCHAR(36) NOT NULL UNIQUE)",
+    "CREATE VIRTUAL TABLE customer_search USING fts5(search_text, tokenize = 'trigram case_sensitive 1')",
+    "CREATE TRIGGER customer_search_insert AFTER INSERT ON customers BEGIN "
+    "INSERT INTO customer_search_rows (customer_id) VALUES (new.id); "
+    "INSERT INTO customer_search (rowid, search_text) "
+    "VALUES ((SELECT id FROM customer_search_rows WHERE customer_id = new.id), new.search_text); "
+    "END",
+    "CREATE TRIGGER customer_search_update AFTER UPDATE OF id, search_text ON customers BEGIN "
+    "UPDATE customer_search_rows SET customer_id = new.id WHERE customer_id = old.id; "
+    "UPDATE customer_search SET search_text = new.search_text "
+    "WHERE rowid = (SELECT id FROM customer_search_rows WHERE customer_id = new.id); "
+    "END",
+    "CREATE TRIGGER customer_search_delete AFTER DELETE ON customers BEGIN "
+    "DELETE FROM customer_search WHERE rowid = (SELECT id FROM customer_search_rows WHERE customer_id = old.id); "
+    "DELETE FROM customer_search_rows WHERE customer_id = old.id; "
+    "END",
+)
+for _statement in SQLITE_SEARCH_DDL:
+    event.listen(Customer.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
 
 
 class CustomerTag(Base):

@@ -5,6 +5,7 @@ from crm_common.testing import schema_drift
 
 from customers.models import Base
 from customers.service import CustomersService
+from conftest import model_drift
 
 
 def test_entrypoints_use_the_callers_context(session, as_alice):
@@ -19,4 +20,4 @@ def test_entrypoints_use_the_callers_context(session, as_alice):
 
 
 def test_migrations_match_the_models(tmp_path):
-    assert schema_drift("customers.migrations", Base.metadata, f"sqlite:///{tmp_path}/c.db") == []
+    assert model_drift(schema_drift("customers.migrations", Base.metadata, f"sqlite:///{tmp_path}/c.db")) == []
