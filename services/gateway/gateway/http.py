@@ -40,6 +40,7 @@ from functools import cached_property, partial
 from eventlet.event import Event
 from nameko.exceptions import ContainerBeingKilled, UnknownService
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR, SharedExtension
+from prometheus_client import Gauge
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
@@ -64,6 +65,11 @@ from gateway.dependencies import SigningKeys
 from gateway.throttle import client_address
 
 log = logging.getLogger(__name__)
+
+LIVE_INSTANCES = Gauge(
+    "crm_gateway_live_instances",
+    "Gateway instances this one counts as live (PostgreSQL); it divides each rate limit by this number",
+)
 
 API_PREFIX = "/api/v1"
 JSON_CONTENT_TYPE = "application/json"
@@ -151,11 +157,17 @@ class Reply:
 
 class HttpPolicy(SharedExtension):
     """What every API request of one gateway instance shares: its rate limiter
-    and the configured CORS origins and limit (read at start)."""
+    and the configured CORS origins and limit (read at start).
+
+    On PostgreSQL the limiter divides each limit among the live gateway
+    instances; a managed thread keeps this instance's heartbeat and the count
+    of the others (gateway.ratelimit.LiveInstances) from start to stop.
+    """
 
     def setup(self):
         self.rate_limit = ratelimit.configured_limit()
-        self._limiter = None
+        self.limiter = None
+        self._stopping = Event()
         # Load shedding. nameko's HTTP server gives every connection a green
         # thread (up to eventlet's 1024), and spawn_worker waits, unbounded and
         # unseen, for a free worker: a burst the instance cannot serve would
@@ -171,11 +183,44 @@ class HttpPolicy(SharedExtension):
         self.cors_origins = frozenset(
             origin.strip().rstrip("/") for origin in env("CRM_CORS_ORIGINS", "").split(",") if origin.strip())
 
-    def limiter(self, database):
-        # Made on first use: the database's engine exists only once every extension is set up.
-        if self._limiter is None:
-            self._limiter = ratelimit.limiter_for(database.engine)
-        return self._limiter
+    def start(self):
+        # Here, not in setup: the database's engine exists once every extension is set up.
+        database = next(dependency for dependency in self.container.dependencies if isinstance(dependency, Database))
+        self.limiter = ratelimit.limiter_for(database.engine, ratelimit.configured_heartbeat())
+        if self.limiter.instances is None:
+            LIVE_INSTANCES.set(1)  # SQLite: this instance alone
+        else:
+            self._beating = self.container.spawn_managed_thread(self._keep_beating, identifier="gateway_heartbeat")
+
+    def _keep_beating(self):
+        instances = self.limiter.instances
+        while True:
+            try:
+                LIVE_INSTANCES.set(instances.beat())
+            except Exception:
+                # Never out of this loop: an error ending a managed thread kills the container.
+                # The last count stays in force (gateway.ratelimit: tolerance).
+                log.exception("gateway heartbeat failed; the last count of live instances stays in force")
+            if self._stopping.wait(instances.interval):
+                return
+
+    def stop(self):
+        if not self._stopping.ready():
+            self._stopping.send(True)
+        instances = self.limiter.instances if self.limiter else None
+        if instances is not None:
+            # A beat still under way would write the row again after it was removed.
+            self._beating.wait()
+            # The others widen their share at their next heartbeat instead of three.
+            try:
+                instances.leave()
+            except Exception:
+                log.exception("could not remove this gateway's heartbeat; it expires by itself")
+
+    def kill(self):
+        # No clean-up: the row expires after three heartbeats.
+        if not self._stopping.ready():
+            self._stopping.send(True)
 
 
 class ApiEndpoint(HttpEndpoint):
@@ -330,7 +375,7 @@ class ApiEndpoint(HttpEndpoint):
             principal, limit = f"user:{caller.user_id}", self.policy.rate_limit
         if not limit:
             return {}
-        decision = self.policy.limiter(self._database).take(principal, limit)
+        decision = self.policy.limiter.take(principal, limit)
         if not decision.allowed:
             error = RateLimited(f"At most {limit} requests a minute; try again in {decision.retry_after} s.")
             error.rate_limit_headers = decision.headers()

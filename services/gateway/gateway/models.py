@@ -155,8 +155,12 @@ class SignInThrottle(Base):
 
 
 class RateLimitWindow(Base):
-    """Requests of one principal ("user:<id>", "key:<id>") in one minute, shared by
-    every gateway instance on PostgreSQL (gateway.ratelimit)."""
+    """Retired: requests of one principal in one minute, which gateways before
+    migration 0008 counted here with one UPSERT per request. Nothing reads or
+    writes it now (gateway.ratelimit keeps buckets in memory). The table stays
+    for one release, because a rolling update runs old gateway instances beside
+    new ones, and the old ones fail every request without it; a later
+    migration drops it."""
 
     __tablename__ = "rate_limit_windows"
 
@@ -165,6 +169,16 @@ class RateLimitWindow(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_rate_limit_windows_minute", "minute"),)
+
+
+class GatewayInstance(Base):
+    """A running gateway instance's heartbeat (gateway.ratelimit.LiveInstances):
+    each instance divides the rate limits by the number of rows seen lately."""
+
+    __tablename__ = "gateway_instances"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # host:pid:random, new at each start
+    last_seen: Mapped[object] = mapped_column(UtcDateTime)
 
 
 class AuditEntry(Base):

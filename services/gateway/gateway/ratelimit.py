@@ -1,37 +1,74 @@
-"""Request rate limits per principal (a user, or an API key), in two backends.
+"""Request rate limits per principal (a user, or an API key): token buckets in
+each gateway instance's memory, the limit divided among the live instances.
 
-Which one runs follows the gateway's database, because that decides how many
-gateway instances there can be:
+Why in memory: counting in PostgreSQL was one UPSERT per authenticated
+request, a quarter of the gateway's CPU under a read benchmark; the hot path
+does no avoidable round trip (ARCHITECTURE.md 6b).
 
-- PostgreSQL (deployments; several instances, autoscaled): one shared
-  counter per principal and minute in the ``rate_limit_windows`` table, one
-  UPSERT per authenticated request. Every instance sees the same count, so
-  the limit holds however many instances run (a fixed count of instances to
-  divide the limit by would be wrong as soon as the autoscaler acts). The
-  window is fixed (the calendar minute): at a window's edge a principal may
-  send up to twice the limit within a few seconds, and never more.
-- SQLite (one instance only, see ARCHITECTURE.md): a token bucket in memory.
-  A counter written on every request would queue every read behind SQLite's
-  single writer lock. Each principal's bucket holds ``limit`` tokens and
-  refills at ``limit`` per minute. A restart refills the buckets.
+How the instances share a limit. ``L`` is a principal's limit a minute
+(CRM_RATE_LIMIT_PER_MINUTE, or an API key's own), ``N`` the number of live
+gateway instances. Each instance gives each principal a bucket of
+``b = max(1, L/N)`` tokens that refills at ``L/N`` a minute; a request spends
+one token or is refused (429). On PostgreSQL (several instances, autoscaled)
+each instance writes a heartbeat row (``gateway_instances``: its id, last
+seen) every ``H`` seconds (CRM_GATEWAY_HEARTBEAT_SECONDS, default 5) from a
+background thread, and counts the rows seen within the last three heartbeats:
+no request waits for it. A fixed instance count in the configuration would
+be wrong whenever the autoscaler acts. On SQLite there is one instance
+(ARCHITECTURE.md): N = 1 and no heartbeat.
+
+Tolerance: how many answers other than 429 a principal gets.
+
+- In any ``t`` seconds, while the same N instances run and each has counted
+  them all: at most ``N*b + L*t/60``. For L >= N and t = 60 that is ``2L``,
+  as with one bucket of L: a full bucket, then a minute of refill. However
+  the balancer spreads the principal's requests: an uneven spread only
+  lowers it (all of them on one instance: ``b + L*t/(60N)``).
+- Each instance that starts within those t seconds (a restart is a start)
+  adds at most ``b' * (1 + H/60)``, ``b' = max(1, L/N')`` with N' counting
+  it: its buckets start full, and the others keep refilling at their larger
+  old share until their next heartbeat counts it (within H seconds). E.g.
+  L = 1200, scaling from two instances to three: 2400 + 400 * (1 + 5/60),
+  at most 2833 in that minute.
+- An instance that stops or dies adds nothing: the others widen their share
+  only once its row is gone (at once after a clean stop, within three
+  heartbeats after a crash), and a bucket refills at the smaller of its old
+  and new share for the time before the change.
+- An instance that cannot write its heartbeat (its database unreachable)
+  keeps its last count; after three heartbeats the others stop counting it,
+  and while that lasts it adds up to ``b`` a minute and ``b`` at once.
+  Instances compare heartbeats stamped by their own clocks: clocks more than
+  two heartbeats apart make that happen too.
+
+RateLimit-Limit reports L; RateLimit-Remaining and RateLimit-Reset describe
+the bucket of the instance that answered.
 
 Plain Python over SQLAlchemy; nothing here knows about nameko.
 """
+import logging
 import math
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_common.config import env
-from crm_common.db import make_engine
+from crm_common.types import utcnow
 
-from gateway.models import RateLimitWindow
+from gateway.models import GatewayInstance
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PER_MINUTE = 1200
-# Buckets untouched this long are full again and can be forgotten.
-IDLE_SECONDS = 60.0
+DEFAULT_HEARTBEAT_SECONDS = 5.0
+# An instance is live while its row was written within this many heartbeats:
+# one or two late beats (a busy instance, a slow database) do not change N.
+LIVE_BEATS = 3
 SWEEP_EVERY = 1000
 
 
@@ -39,6 +76,11 @@ def configured_limit():
     """CRM_RATE_LIMIT_PER_MINUTE: requests per minute per principal, all gateway
     instances together (default 1200); 0 turns the default limit off."""
     return max(0, env("CRM_RATE_LIMIT_PER_MINUTE", DEFAULT_PER_MINUTE, int))
+
+
+def configured_heartbeat():
+    """CRM_GATEWAY_HEARTBEAT_SECONDS: how often an instance writes its heartbeat and counts the others."""
+    return max(0.1, env("CRM_GATEWAY_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS, float))
 
 
 @dataclass(frozen=True)
@@ -58,79 +100,118 @@ class Decision:
         return headers
 
 
-def limiter_for(engine):
-    """The backend that fits the database: shared on PostgreSQL, in memory on SQLite."""
+def limiter_for(engine, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS):
+    """Buckets divided among the live instances on PostgreSQL; on SQLite, one instance's buckets."""
     if engine.dialect.name != "postgresql":
         return RateLimiter()
-    # An engine of its own whose connections are autocommit for life: the
-    # UPSERT is atomic alone, one round trip instead of BEGIN/UPSERT/COMMIT.
-    # Not engine.execution_options(isolation_level=...): that resets the level
-    # when the connection is checked in, and a connection cut just then raised
-    # the bare driver error (unwrapped by SQLAlchemy), a 500 for a request
-    # whose count was already taken.
-    url = engine.url.render_as_string(hide_password=False)
-    return SharedWindows(make_engine(url, pool_size=2, isolation_level="AUTOCOMMIT"))
+    return RateLimiter(instances=LiveInstances(engine, interval=heartbeat_seconds))
 
 
 class RateLimiter:
-    """Token buckets in this process (SQLite deployments: one gateway instance)."""
+    """Token buckets in this process: each principal's share of its limit on this instance.
 
-    def __init__(self, clock=time.monotonic):
+    ``instances`` says how many gateway instances share each limit (None: this
+    one alone); the bucket is read on every request, its count only now and then.
+    """
+
+    def __init__(self, clock=time.monotonic, instances=None):
         self._clock = clock
-        self._buckets = {}  # principal -> (tokens, updated at)
+        self.instances = instances
+        self._buckets = {}  # principal -> (tokens, updated at, share a minute then)
         self._calls = 0
 
     def take(self, principal, limit):
-        """Spend one of ``principal``'s ``limit`` tokens per minute, if there is one."""
+        """Spend one of ``principal``'s tokens, if there is one. ``limit``: requests a minute, all instances."""
         now = self._clock()
-        rate = limit / 60.0  # tokens per second
-        tokens, updated = self._buckets.get(principal, (float(limit), now))
-        tokens = min(float(limit), tokens + (now - updated) * rate)
+        share = limit / (self.instances.count() if self.instances else 1)
+        # At least one token: a limit smaller than the number of instances
+        # would otherwise never let a request through.
+        size = max(1.0, share)
+        tokens, updated, old_share = self._buckets.get(principal, (size, now, share))
+        # The time since the last request refills at the smaller share: had N
+        # just dropped, the larger one would pay out, for the time before,
+        # tokens that the instance which left may have spent.
+        tokens = min(size, tokens + (now - updated) * min(share, old_share) / 60.0)
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
         # No green-thread switch between the read above and this write: the
         # bucket cannot be spent twice by concurrent requests.
-        self._buckets[principal] = (tokens, now)
+        self._buckets[principal] = (tokens, now, share)
         self._sweep(now)
+        rate = share / 60.0  # tokens per second from now on
         return Decision(
             allowed=allowed, limit=limit, remaining=int(tokens),
-            reset=math.ceil((limit - tokens) / rate),
+            reset=math.ceil((size - tokens) / rate),
             retry_after=0 if allowed else max(1, math.ceil((1.0 - tokens) / rate)),
         )
 
     def _sweep(self, now):
+        """Now and then forget the buckets that are full again: a new one starts full too."""
         self._calls += 1
         if self._calls % SWEEP_EVERY:
             return
-        idle = [key for key, (_, updated) in self._buckets.items() if now - updated > IDLE_SECONDS]
-        for key in idle:
+        full = [key for key, (tokens, updated, share) in self._buckets.items()
+                if tokens + (now - updated) * share / 60.0 >= max(1.0, share)]
+        for key in full:
             del self._buckets[key]
 
 
-class SharedWindows:
-    """Fixed one-minute windows counted in PostgreSQL, shared by every gateway instance."""
+def new_instance_id():
+    # The pid tells an operator which process; the random part keeps a restart
+    # (same host, maybe the same pid in a container) from reusing a dead row.
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
 
-    def __init__(self, engine, clock=time.time):
-        self._engine = engine  # autocommit (see limiter_for)
+
+class LiveInstances:
+    """How many gateway instances are running, counted from the heartbeats they write.
+
+    ``beat`` writes this instance's row and counts the rows written within
+    the last LIVE_BEATS heartbeats (itself included); the gateway calls it
+    every ``interval`` seconds from a background thread, and ``leave`` when
+    it stops. ``count`` is what the limiter asks on every request: the last
+    count, read from memory.
+    """
+
+    def __init__(self, engine, interval=DEFAULT_HEARTBEAT_SECONDS, clock=utcnow, instance_id=None):
+        self._engine = engine
+        self.interval = interval
         self._clock = clock
-        self._calls = 0
+        self.instance_id = instance_id or new_instance_id()
+        self._count = None
 
-    def take(self, principal, limit):
+    def count(self):
+        if self._count is None:
+            # A request came before the first heartbeat (the HTTP server and
+            # the heartbeat thread start together): count now, once.
+            try:
+                return self.beat()
+            except Exception:
+                # Not a failed request for it: the background beat will retry.
+                log.exception("could not count the gateway instances; assuming this one alone for now")
+                return 1
+        return self._count
+
+    def beat(self):
+        """Write this instance's heartbeat, forget the instances gone, count the live ones."""
         now = self._clock()
-        minute = int(now // 60)
-        upsert = insert(RateLimitWindow).values(principal=principal, minute=minute, count=1)
-        # One statement, atomic under concurrency: the row is created or incremented, and its new count returned.
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[RateLimitWindow.principal, RateLimitWindow.minute],
-            set_={"count": RateLimitWindow.count + 1},
-        ).returning(RateLimitWindow.count)
-        with self._engine.connect() as connection:
-            count = connection.execute(upsert).scalar_one()
-            self._calls += 1
-            if self._calls % SWEEP_EVERY == 0:
-                connection.execute(delete(RateLimitWindow).where(RateLimitWindow.minute < minute - 1))
-        reset = max(1, math.ceil((minute + 1) * 60 - now))
-        allowed = count <= limit
-        return Decision(allowed=allowed, limit=limit, remaining=max(0, limit - count), reset=reset,
-                        retry_after=0 if allowed else reset)
+        since = now - timedelta(seconds=LIVE_BEATS * self.interval)
+        with self._engine.begin() as connection:
+            connection.execute(self._upsert(connection, now))
+            # Rows of instances that died (a clean stop removes its own row).
+            connection.execute(delete(GatewayInstance).where(GatewayInstance.last_seen < since))
+            live = connection.execute(select(func.count()).select_from(GatewayInstance)).scalar_one()
+        self._count = max(1, live)
+        return self._count
+
+    def leave(self):
+        """Remove this instance's row, so the others widen their share at their next heartbeat."""
+        with self._engine.begin() as connection:
+            connection.execute(delete(GatewayInstance).where(GatewayInstance.id == self.instance_id))
+
+    def _upsert(self, connection, now):
+        # An atomic upsert: the first request's count and the first background
+        # beat may both write the new row at once.
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(GatewayInstance).values(id=self.instance_id, last_seen=now)
+        return statement.on_conflict_do_update(index_elements=[GatewayInstance.id], set_={"last_seen": now})

@@ -54,10 +54,10 @@ def gateway_env(monkeypatch, tmp_path):
 def start_gateway(container_factory, rabbit_config, gateway_env, tmp_path):
     from gateway.service import GatewayService
 
-    def start():
+    def start(db_url=None):
         port = free_port()
         config = dict(rabbit_config, WEB_SERVER_ADDRESS=f"127.0.0.1:{port}",
-                      DB_URL=f"sqlite:///{tmp_path}/gateway.db", max_workers=10)
+                      DB_URL=db_url or f"sqlite:///{tmp_path}/gateway.db", max_workers=10)
         container = container_factory(GatewayService, config)
         container.start()
         return GatewayClient(container, f"http://127.0.0.1:{port}")
