@@ -16,6 +16,12 @@ batch) and a rebuild page (hundreds) go through the same code. A rebuild
 passes ``rebuild=True``: the source's copy then also wins at an equal version,
 and immutable rows it reads are rewritten, so every row it saw gets a fresh
 ``refreshed_at`` (the rebuild's final sweep removes the ones it did not see).
+
+The rollups the hot reports read (reporting.rollups) follow every write made
+here in the same transaction: triggers on the fact tables subtract a row's old
+contribution and add its new one. A write the version guard refuses changes no
+row, so it changes no rollup either; a merge changes only ``customer_id``, which
+no rollup is keyed by.
 """
 import logging
 from datetime import datetime, timezone

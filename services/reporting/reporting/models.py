@@ -19,10 +19,12 @@ keeps:
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Boolean, Date, Index, Integer, Numeric, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, Numeric, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_common.types import JsonDocument, Money, UtcDateTime, Uuid, utcnow
+
+from reporting import rollups
 
 
 class Base(DeclarativeBase):
@@ -284,3 +286,82 @@ class RebuildRun(Base):
     # {"customers": n, "orders": n, ...}: rows read per source so far; and rows removed at the end.
     counts: Mapped[dict] = mapped_column(JsonDocument(), default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# --- rollups: what the hot reports read instead of the facts ------------------------------------
+#
+# Each rollup row sums the facts that share its key. Database triggers on the fact tables keep
+# them (reporting.rollups): a fact row's contribution is subtracted under its old values and added
+# under its new ones, in the transaction that writes the fact, whichever code writes it. Key
+# columns are never NULL (a missing owner or team is '', a missing position -1), because NULLs
+# are distinct in a primary key and ON CONFLICT would then never find the row to add to. A row
+# whose facts all moved away stays with zero counts: the reports skip it.
+
+class SalesDayRollup(Base):
+    """Counted orders (order_facts) per day x owner x team x currency, for sales-by-period."""
+
+    __tablename__ = "sales_day_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_team_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    orders: Mapped[int] = mapped_column(Integer)
+    revenue: Mapped[Decimal] = mapped_column(Money())
+    paid: Mapped[Decimal] = mapped_column(Money())
+
+    __table_args__ = (
+        # A sales rep's own rows (the primary key serves the unscoped range).
+        Index("ix_sales_day_rollups_owner_day", "owner_id", "day"),
+    )
+
+
+class FunnelCohortRollup(Base):
+    """Opportunities (opportunity_facts) per pipeline x creation day x owner x team and what the
+    funnel groups them by: status, furthest position reached, and the stage a lost one is in."""
+
+    __tablename__ = "funnel_cohort_rollups"
+
+    pipeline_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_team_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), primary_key=True)
+    furthest_position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lost_stage: Mapped[str] = mapped_column(String(64), primary_key=True)
+    opportunities: Mapped[int] = mapped_column(Integer)
+    closed: Mapped[int] = mapped_column(Integer)
+    # Sum of closed_at - created_at over the closed ones (the sales cycle).
+    cycle_seconds: Mapped[Decimal] = mapped_column(Numeric(20, 6))
+
+
+class FunnelStageTimeRollup(Base):
+    """Time spent in a stage (stage_change_facts out of it) per pipeline x the opportunity's
+    creation day x owner x team x stage left."""
+
+    __tablename__ = "funnel_stage_time_rollups"
+
+    pipeline_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_team_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    from_stage: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Changes with a known time in the previous stage, and those times summed.
+    changes: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[int] = mapped_column(BigInteger)
+
+
+class PipelineStageRollup(Base):
+    """The stages each pipeline's stage changes entered, with how many changes entered each."""
+
+    __tablename__ = "pipeline_stage_rollups"
+
+    pipeline_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    to_stage: Mapped[str] = mapped_column(String(64), primary_key=True)
+    to_stage_position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    to_outcome: Mapped[str] = mapped_column(String(10), primary_key=True)
+    changes: Mapped[int] = mapped_column(Integer)
+
+
+# A schema made from the models (tests, a fresh SQLite file) keeps its rollups as a migrated one does.
+event.listen(Base.metadata, "after_create", lambda target, connection, **kw: rollups.create_triggers(connection))

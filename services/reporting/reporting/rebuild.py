@@ -16,6 +16,9 @@ proxies; nothing here knows about nameko.
   end, rows of each fact table that the run did not write and no event
   touched since it started (``refreshed_at`` < the run's ``started_at``) are
   records gone from the source, and are removed.
+- The rollups follow every write and removal by themselves (reporting.rollups' triggers); the
+  final transaction still computes them again from the facts, so a rebuild also repairs a rollup
+  that went wrong, and always ends with rollups equal to the facts.
 """
 import logging
 import uuid
@@ -29,6 +32,7 @@ from crm_common.db import allow_long_statements
 from crm_common.errors import Conflict, CrmError, Forbidden, NotFound
 from crm_common.types import utcnow
 
+from reporting import rollups
 from reporting.ingest import ingest_page, refresh_last_contact
 from reporting.models import (
     ContractFact, CustomerFact, CustomerLastFollowup, FollowupFact, OpportunityFact, OrderFact, OrderLineFact, RebuildRun,
@@ -197,6 +201,7 @@ def _run(session_factory, run_id, fetch_page):
             counts[f"removed_{model.__tablename__}"] = removed
         _summarise_last_followups(session)
         refresh_last_contact(session)
+        rollups.recompute(session)
         _progress(session, run_id, counts, status="done", finished_at=utcnow())
         session.commit()
     log.info("rebuild %s done: %s", run_id, counts)

@@ -6,7 +6,9 @@ loaded into Python; what comes back is shaped, formatted and sorted here.
 The SQL runs on SQLite (unit tests) and PostgreSQL (production); the tests
 run every report on both. Comments name the index each query is meant to
 use; the sales reports join customer_facts only when a customer attribute
-(region, industry, tier) is asked for.
+(region, industry, tier) is asked for. The two reports managers open most,
+sales-by-period and the funnel, read rollups (reporting.rollups) that the
+database keeps with the facts, instead of a year of orders or opportunities.
 
 Figures a caller sees are limited to the records they may see
 (crm_common.permissions.visibility on each fact's own owner columns);
@@ -15,12 +17,12 @@ and never across currencies.
 
 Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 """
-from datetime import datetime, time, timedelta, timezone
+from datetime import timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 
 from sqlalchemy import (
-    Date, Integer, String, and_, cast, extract, func, literal, null, or_, select, text, type_coerce, union_all)
+    Date, Integer, String, and_, cast, func, literal, null, or_, select, text, type_coerce, union_all)
 
 from crm_common import tabular
 from crm_common.context import RequestContext
@@ -31,8 +33,8 @@ from crm_common.validation import load
 
 from reporting import periods, report_tables
 from reporting.models import (
-    ContractFact, CustomerFact, CustomerLastFollowup, FollowupFact, OpportunityFact, OrderFact,
-    OrderLineFact, StageChangeFact)
+    ContractFact, CustomerFact, CustomerLastFollowup, FollowupFact, FunnelCohortRollup, FunnelStageTimeRollup,
+    OpportunityFact, OrderFact, OrderLineFact, PipelineStageRollup, SalesDayRollup)
 from reporting.schemas import (
     LIFECYCLE_STAGES, ActivitiesFilters, ContractsFilters, CustomersSummaryFilters, ExportOptions, ForecastFilters,
     FunnelFilters, SalesByOwnerFilters, SalesByPeriodFilters, SalesByProductFilters, TopCustomersFilters)
@@ -46,6 +48,8 @@ MAX_ITEMS = 100
 CUSTOMER_ATTRIBUTES = ("region", "industry", "tier")
 ACTIVE_CONTRACT_STATUSES = ("active", "signed")
 CUSTOMER_DIMENSIONS = ("tier", "industry", "region", "source")
+# A stage position the facts do not know, in the rollups' keys (which hold no NULL).
+NO_POSITION = -1
 
 
 # --- formatting: what the wire carries ---------------------------------------
@@ -82,18 +86,6 @@ def days(seconds, count):
     if not count:
         return None
     return str((decimal(seconds) / count / SECONDS_PER_DAY).quantize(TENTH, ROUND_HALF_UP))
-
-
-def day_start(day):
-    return datetime.combine(day, time(), tzinfo=timezone.utc)
-
-
-def epoch_seconds(session, column):
-    """Seconds since 1970 of a timestamp column, in this database's dialect."""
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLAlchemy keeps SQLite timestamps as UTC text; julianday() reads it.
-        return (func.julianday(column) - 2440587.5) * 86400
-    return extract("epoch", column)
 
 
 def period_start_sql(session, day_column, granularity):
@@ -263,10 +255,10 @@ class Reports:
         filters = load(SalesByPeriodFilters, filters or {})
         granularity = filters["granularity"]
         date_from, date_to = self._range(filters, granularity)
-        start = period_start_sql(self.session, OrderFact.placed_on, granularity)
-        statement = self._orders(
-            (start, OrderFact.currency, func.count(), func.sum(OrderFact.total), func.sum(OrderFact.paid_amount)),
-            filters, date_from, date_to).group_by(start, OrderFact.currency)
+        if any(name in filters for name in CUSTOMER_ATTRIBUTES):
+            statement = self._sales_by_day_from_orders(filters, granularity, date_from, date_to)
+        else:
+            statement = self._sales_by_day_from_rollup(filters, granularity, date_from, date_to)
         period_rows = periods.roll_up(((day, currency, (orders, decimal(revenue), decimal(paid)))
                                        for day, currency, orders, revenue, paid in self.session.execute(statement)),
                                       granularity)
@@ -283,6 +275,27 @@ class Reports:
             "rows": rows,
             "totals": [{"currency": currency, **_sales_figures(*totals[currency])} for currency in sorted(totals)],
         }
+
+    def _sales_by_day_from_rollup(self, filters, granularity, date_from, date_to):
+        """(period start, currency, orders, revenue, paid) from sales_day_rollups: days x owners x
+        currencies (a few thousand rows a year) instead of every order. Scoped on the rollup's own
+        owner columns, as the orders are on theirs."""
+        rollup = SalesDayRollup
+        start = period_start_sql(self.session, rollup.day, granularity)
+        statement = select(start, rollup.currency, func.sum(rollup.orders), func.sum(rollup.revenue),
+                           func.sum(rollup.paid)).where(rollup.day >= date_from, rollup.day <= date_to)
+        # A period whose orders all moved away (cancelled, other owner) keeps zero rows: no period.
+        return (self._scope(statement, rollup, filters).group_by(start, rollup.currency)
+                .having(func.sum(rollup.orders) > 0))
+
+    def _sales_by_day_from_orders(self, filters, granularity, date_from, date_to):
+        """The same from order_facts, for a customer attribute filter: the rollup has no customer
+        attributes, because they change with the customer (a customer.updated moving its region would
+        have to move every order of it between rollup rows) and a merge would move them again."""
+        start = period_start_sql(self.session, OrderFact.placed_on, granularity)
+        return self._orders(
+            (start, OrderFact.currency, func.count(), func.sum(OrderFact.total), func.sum(OrderFact.paid_amount)),
+            filters, date_from, date_to).group_by(start, OrderFact.currency)
 
     # --- 3. sales-by-owner -------------------------------------------------
 
@@ -368,52 +381,51 @@ class Reports:
     # --- 6. sales-funnel ---------------------------------------------------
 
     def sales_funnel(self, filters=None):
+        """From the funnel rollups (reporting.rollups), kept from opportunity_facts and
+        stage_change_facts: per pipeline x creation day x owner x team, a few thousand rows a year."""
         filters = load(FunnelFilters, filters or {})
         date_from, date_to = self._range(filters)
         pipeline = str(filters["pipeline"])
-        opportunity = OpportunityFact
-        change = StageChangeFact
+        cohort_rollup = FunnelCohortRollup
+        time_rollup = FunnelStageTimeRollup
 
         def cohort(*columns):
-            # ix_opportunity_facts_pipeline_created.
+            # The cohort: opportunities of the pipeline created from..to (UTC days), as the caller sees them.
             statement = select(*columns).where(
-                opportunity.pipeline_id == pipeline,
-                opportunity.created_at >= day_start(date_from),
-                opportunity.created_at < day_start(date_to + timedelta(days=1)))
-            return self._scope(statement, opportunity, filters)
+                cohort_rollup.pipeline_id == pipeline,
+                cohort_rollup.created_on >= date_from, cohort_rollup.created_on <= date_to)
+            return self._scope(statement, cohort_rollup, filters)
 
-        cycle = epoch_seconds(self.session, opportunity.closed_at) - epoch_seconds(self.session, opportunity.created_at)
+        opportunities = func.sum(cohort_rollup.opportunities)
         status_rows = self.session.execute(cohort(
-            opportunity.status, func.count(),
-            # Open ones have no closed_at: their cycle is NULL, which sum() skips.
-            func.sum(cycle), func.count(opportunity.closed_at)).group_by(opportunity.status)).all()
+            cohort_rollup.status, opportunities, func.sum(cohort_rollup.cycle_seconds), func.sum(cohort_rollup.closed))
+            .group_by(cohort_rollup.status).having(opportunities > 0)).all()
         by_status = {status: (count, cycle_seconds, closed) for status, count, cycle_seconds, closed in status_rows}
         won = by_status.get("won", (0, None, 0))
         lost = by_status.get("lost", (0, None, 0))
 
-        # The pipeline's stages as its stage changes have seen them (ix_stage_change_facts_pipeline_cohort).
-        stages = self.session.execute(
-            select(change.to_stage, change.to_stage_position, change.to_outcome)
-            .where(change.pipeline_id == pipeline).distinct()).all()
+        # The pipeline's stages as its stage changes have seen them (an unknown position is -1 there).
+        stages = [(stage, None if position == NO_POSITION else position, outcome)
+                  for stage, position, outcome in self.session.execute(
+                      select(PipelineStageRollup.to_stage, PipelineStageRollup.to_stage_position,
+                             PipelineStageRollup.to_outcome)
+                      .where(PipelineStageRollup.pipeline_id == pipeline, PipelineStageRollup.changes > 0))]
         stages.sort(key=lambda stage: (stage[1] is None, stage[1] or 0, stage[0]))
 
         # How far forward each cohort opportunity got (furthest_position, kept by ingest): it has
         # entered every open or won stage up to there, even those it skipped.
-        reached = dict(self.session.execute(
-            cohort(opportunity.furthest_position, func.count()).group_by(opportunity.furthest_position)).all())
+        reached = {None if position == NO_POSITION else position: count for position, count in self.session.execute(
+            cohort(cohort_rollup.furthest_position, opportunities).group_by(cohort_rollup.furthest_position))}
         # The lost ones, by the lost stage they are in.
         entered_lost = dict(self.session.execute(
-            cohort(opportunity.stage, func.count()).where(opportunity.status == "lost")
-            .group_by(opportunity.stage)).all())
-        # Time spent in each stage, from the cohort's changes out of it. The opportunity's creation
-        # and owner are copied onto its changes: the cohort is selected without a join.
+            cohort(cohort_rollup.lost_stage, opportunities).where(cohort_rollup.status == "lost")
+            .group_by(cohort_rollup.lost_stage)).all())
+        # Time spent in each stage, from the cohort's changes out of it.
         time_in_statement = self._scope(
-            select(change.from_stage, func.sum(change.seconds_in_previous_stage),
-                   func.count(change.seconds_in_previous_stage))
-            .where(change.pipeline_id == pipeline, change.from_stage.is_not(None),
-                   change.opportunity_created_at >= day_start(date_from),
-                   change.opportunity_created_at < day_start(date_to + timedelta(days=1))),
-            change, filters).group_by(change.from_stage)
+            select(time_rollup.from_stage, func.sum(time_rollup.seconds), func.sum(time_rollup.changes))
+            .where(time_rollup.pipeline_id == pipeline,
+                   time_rollup.created_on >= date_from, time_rollup.created_on <= date_to),
+            time_rollup, filters).group_by(time_rollup.from_stage)
         time_in = {stage: (seconds, count) for stage, seconds, count in self.session.execute(time_in_statement)}
 
         def entered(stage, position, outcome):

@@ -2,6 +2,7 @@
 from datetime import datetime, timezone
 
 import pytest
+from sqlalchemy import text
 
 from crm_common.errors import Forbidden
 
@@ -36,7 +37,10 @@ def test_equal_totals_are_consistent(facts):
     assert {check["name"]: (check["reporting"], check["source"]) for check in result["checks"]} == {
         "customers": (1, 1), "orders": (2, 2),
         "orders 2026-10 USD": (1, 1), "revenue 2026-10 USD": ("99.50", "99.50"),
-        "orders 2026-11 CNY": (1, 1), "revenue 2026-11 CNY": ("300.00", "300.00")}
+        "orders 2026-11 CNY": (1, 1), "revenue 2026-11 CNY": ("300.00", "300.00"),
+        # Each rollup against the facts: rows that differ.
+        "rollup sales_day_rollups": (0, 0), "rollup funnel_cohort_rollups": (0, 0),
+        "rollup funnel_stage_time_rollups": (0, 0), "rollup pipeline_stage_rollups": (0, 0)}
 
 
 def test_differences_are_listed_with_their_size(facts):
@@ -52,6 +56,19 @@ def test_differences_are_listed_with_their_size(facts):
         ("revenue 2026-11 CNY", "300.00", "310.00", "-10.00"),
         ("orders 2026-11 EUR", 0, 1, -1),
         ("revenue 2026-11 EUR", "0.00", "5.00", "-5.00")]
+
+
+@pytest.mark.parametrize("corruption, name", [
+    ("UPDATE sales_day_rollups SET revenue = revenue + 0.01", "rollup sales_day_rollups"),
+    ("DELETE FROM sales_day_rollups", "rollup sales_day_rollups"),
+    ("INSERT INTO pipeline_stage_rollups VALUES ('p', 'qualify', 1, 'open', 1)", "rollup pipeline_stage_rollups"),
+])
+def test_a_rollup_that_differs_from_its_facts_is_named(facts, corruption, name):
+    facts.execute(text(corruption))
+    result = consistency(facts, {"customers": 1}, SOURCE_SALES, now=NOW)
+    assert result["consistent"] is False
+    assert [(d["name"], d["source"]) for d in result["differences"]] == [(name, 0)]
+    assert result["differences"][0]["reporting"] >= 1
 
 
 def test_an_empty_read_model_against_empty_sources_is_consistent(session):

@@ -1,16 +1,18 @@
 """reporting.rebuild: refilling the facts from the sources' pages, with a fake fetch_page."""
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from crm_common.errors import Conflict, Forbidden, NotFound
 from crm_common.types import utcnow
 
-from reporting import rebuild
+from reporting import rebuild, rollups
 from reporting.ingest import apply_event
 from reporting.models import (
-    CustomerFact, CustomerLastFollowup, FollowupFact, OpportunityFact, OrderFact, OrderLineFact, RebuildRun, StageChangeFact,
+    CustomerFact, CustomerLastFollowup, FollowupFact, FunnelCohortRollup, OpportunityFact, OrderFact, OrderLineFact,
+    RebuildRun, SalesDayRollup, StageChangeFact,
 )
 from reporting.rebuild import Rebuilds, run_pending
 
@@ -92,6 +94,25 @@ def test_rows_gone_from_the_source_are_swept_and_the_rest_refreshed(session, ses
     assert session.get(OrderFact, gone_order["id"]) is None and count(session, OrderLineFact) == 0
     assert finished["counts"]["removed_customer_facts"] == 1
     assert finished["counts"]["removed_order_line_facts"] == 2
+
+
+def test_a_run_ends_with_rollups_equal_to_the_facts(session, session_factory, as_admin, order, opportunity,
+                                                    envelope):
+    """The sweep's removals reach the rollups, and a rollup that went wrong is computed again."""
+    gone, kept, deal = order(), order(total="42.00"), opportunity()
+    apply_event(session, envelope("order.placed", gone))
+    apply_event(session, envelope("opportunity.created", deal))
+    session.execute(text("UPDATE sales_day_rollups SET orders = orders + 5"))
+    session.commit()
+    assert rollups.differences(session)["sales_day_rollups"] != []
+
+    finished = start_and_run(session, session_factory, as_admin, FakeSources(orders=[kept]))
+
+    assert finished["status"] == "done"
+    assert rollups.differences(session) == {rollup.table: [] for rollup in rollups.ROLLUPS}
+    assert session.execute(select(func.sum(SalesDayRollup.orders), func.sum(SalesDayRollup.revenue))).one() == (
+        1, Decimal("42.00"))
+    assert session.execute(select(func.count()).select_from(FunnelCohortRollup)).scalar() == 0  # swept, recomputed
 
 
 def test_each_customers_last_followup_is_computed_again_from_the_followups_read(
