@@ -336,3 +336,32 @@ def test_two_consumers_writing_one_order_at_once_lose_nothing_on_postgresql(firs
             watcher.close()
         finally:
             engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_migration_fills_the_rollups_from_the_facts_already_held(database, tmp_path):
+    """Facts written before 0004 are summed into the new rollups; later writes are followed."""
+    def check(url):
+        upgrade("reporting.migrations", url, revision="0003")
+        engine = make_engine(url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(
+                    "INSERT INTO order_facts (order_id, customer_id, owner_id, owner_team_id, status, counted, currency, "
+                    "total, paid_amount, placed_on, version) VALUES "
+                    "('o1', 'c1', 'u1', 'east', 'paid', TRUE, 'CNY', 10.50, 10.50, '2026-11-02', 1), "
+                    "('o2', 'c1', NULL, NULL, 'cancelled', FALSE, 'CNY', 99.00, 0, '2026-11-02', 1)"))
+            upgrade("reporting.migrations", url)
+            with make_session_factory(engine).begin() as session:
+                assert rollups.differences(session) == NO_DIFFERENCES
+                assert session.execute(select(SalesDayRollup.owner_id, SalesDayRollup.orders)).all() == [("u1", 1)]
+                session.execute(update(OrderFact).where(OrderFact.order_id == "o2").values(counted=True))
+                assert rollups.differences(session) == NO_DIFFERENCES
+        finally:
+            engine.dispose()
+
+    if database == "sqlite":
+        check(f"sqlite:///{tmp_path}/reporting.db")
+    else:
+        with postgres_database("crm_test_rollups_migration") as url:
+            check(url)
