@@ -1,11 +1,16 @@
-"""A closed-loop HTTP load driver: N connections, each sending its next request as soon as
-the previous answer arrived, for a fixed time. Prints one JSON object with the figures.
+"""An HTTP load driver: N connections, each sending its next request as soon as the previous
+answer arrived (closed loop), or requests at a fixed rate (open loop), for a fixed time.
+Prints one JSON object with the figures.
 
     loadtests/.venv/bin/python loadtests/bench/driver.py < scenario.json
 
 It runs in loadtests/.venv (gevent + geventhttpclient, which locust ships), never in the
 services' eventlet venv; run_bench.py starts it as a subprocess for every scenario, the
 floor included, so every figure comes from the same tool with the same connections.
+
+Closed loop by default; with "rate" (requests/s) an open loop instead: a request is due
+every 1/rate seconds whatever the answers do, each timed from when it was due, on a pool
+of up to "connections" keep-alive connections.
 
 The scenario (JSON on stdin):
     {"base_url": "http://127.0.0.1:8000", "method": "GET",
@@ -14,8 +19,9 @@ The scenario (JSON on stdin):
          "paths": ["/api/v1/customers/<id>", ...],    # taken in turn by the session's connections
          "bodies": ["{\\"name\\": \\"Bench {n}\\"}"]},  # optional, in turn; {n}: a number unique in
         ...],                                         # the run ({n8}: the same, 8 digits)
+                                                      # or "requests": [[method, path, body], ...]
      "ok_statuses": [200], "connections": 32, "warmup_seconds": 5, "seconds": 20,
-     "timeout_seconds": 10}
+     "timeout_seconds": 10, "rate": null, "unique_start": 0}
 
 The answer: {"rps", "p50_ms", "p95_ms", "p99_ms", "requests", "errors", "error_samples",
 "late", "succeeded_total"}. Every request started in the timed window (after the warm-up)
@@ -54,21 +60,25 @@ def percentile(values, fraction):
 
 
 class Session:
-    """What the connections of one user send: its headers, and its paths and bodies in turn."""
+    """What one person sends, in turn: ``requests`` ([method, path, body or null] each), or
+    ``paths`` (and ``bodies``) with the scenario's method; and their headers."""
 
-    def __init__(self, session, base_path):
+    def __init__(self, session, base_path, method):
         self.headers = session.get("headers", {})
-        self.paths = [base_path + path for path in session["paths"]]
-        self.bodies = session.get("bodies")
+        if "requests" in session:
+            self.requests = [(m, base_path + path, body) for m, path, body in session["requests"]]
+        else:
+            bodies = session.get("bodies") or [None]
+            paths = session["paths"]
+            self.requests = [(method, base_path + paths[n % len(paths)], bodies[n % len(bodies)])
+                             for n in range(max(len(paths), len(bodies)))]
         self.turn = itertools.count()
 
     def next_request(self, unique):
-        n = next(self.turn)
-        body = None
-        if self.bodies:
-            body = self.bodies[n % len(self.bodies)].replace("{n8}", f"{unique % 10**8:08d}")
-            body = body.replace("{n}", str(unique))
-        return self.paths[n % len(self.paths)], body
+        method, path, body = self.requests[next(self.turn) % len(self.requests)]
+        if body is not None:
+            body = body.replace("{n8}", f"{unique % 10**8:08d}").replace("{n}", str(unique))
+        return method, path, body
 
 
 class Run:
@@ -76,10 +86,11 @@ class Run:
 
     def __init__(self, scenario):
         base_path = urlparse(scenario["base_url"]).path.rstrip("/")
-        self.method = scenario.get("method", "GET")
-        self.sessions = [Session(session, base_path) for session in scenario["sessions"]]
+        method = scenario.get("method", "GET")
+        self.sessions = [Session(session, base_path, method) for session in scenario["sessions"]]
         self.ok_statuses = set(scenario.get("ok_statuses", [200]))
-        self.unique = itertools.count()
+        # {n} in bodies: unique across the runs of one bench too ("unique_start").
+        self.unique = itertools.count(scenario.get("unique_start", 0))
         self.latencies_ms = []
         self.errors = 0
         self.late = 0
@@ -98,6 +109,17 @@ class Run:
             self.error_samples[str(outcome)] = self.error_samples.get(str(outcome), 0) + 1
 
 
+def send(run, session, client):
+    """One request of ``session`` on ``client``: its outcome (status, or the error's name)."""
+    method, path, body = session.next_request(next(run.unique))
+    try:
+        response = client.request(method, path, body=body, headers=session.headers)
+        response.read()
+        return response.status_code
+    except Exception as error:  # a failed request is a figure, not a crash of the driver
+        return "Timeout" if isinstance(error, (socket.timeout, gevent.Timeout)) else type(error).__name__
+
+
 def connection(run, session, client, window_starts, window_ends):
     """One closed loop over one keep-alive connection until the window ends; the request in
     flight then is waited for (or times out) and counted."""
@@ -105,15 +127,30 @@ def connection(run, session, client, window_starts, window_ends):
         started = time.monotonic()
         if started >= window_ends:
             return
-        path, body = session.next_request(next(run.unique))
-        try:
-            response = client.request(run.method, path, body=body, headers=session.headers)
-            response.read()
-            outcome = response.status_code
-        except Exception as error:  # a failed request is a figure, not a crash of the driver
-            outcome = "Timeout" if isinstance(error, (socket.timeout, gevent.Timeout)) else type(error).__name__
+        outcome = send(run, session, client)
         finished = time.monotonic()
         run.record(started >= window_starts, (finished - started) * 1000, outcome, late=finished > window_ends)
+
+
+def arrivals(run, client, rate, window_starts, window_ends):
+    """Open loop: a request every 1/rate seconds whatever the answers do, each timed from when it
+    was due, so waiting for a free connection counts (no coordinated omission)."""
+    interval = 1.0 / rate
+    due = time.monotonic()
+    n = 0
+    pending = []
+
+    def one(session, due):
+        outcome = send(run, session, client)
+        finished = time.monotonic()
+        run.record(due >= window_starts, (finished - due) * 1000, outcome, late=finished > window_ends)
+
+    while due < window_ends:
+        gevent.sleep(max(0.0, due - time.monotonic()))
+        pending.append(gevent.spawn(one, run.sessions[n % len(run.sessions)], due))
+        n += 1
+        due += interval
+    gevent.joinall(pending)
 
 
 def drive(scenario):
@@ -121,14 +158,20 @@ def drive(scenario):
     url = urlparse(scenario["base_url"])
     timeout = scenario.get("timeout_seconds", REQUEST_TIMEOUT_SECONDS)
     connections = scenario.get("connections", 32)
-    clients = [HTTPClient(url.hostname, url.port, concurrency=1, connection_timeout=timeout,
-                          network_timeout=timeout) for _ in range(connections)]
     now = time.monotonic()
     window_starts = now + scenario.get("warmup_seconds", 5)
     window_ends = window_starts + scenario.get("seconds", 20)
-    gevent.joinall([gevent.spawn(connection, run, run.sessions[i % len(run.sessions)], client,
-                                 window_starts, window_ends)
-                    for i, client in enumerate(clients)])
+    if scenario.get("rate"):
+        # One pool of keep-alive connections, as many as may be in flight at once.
+        clients = [HTTPClient(url.hostname, url.port, concurrency=connections, connection_timeout=timeout,
+                              network_timeout=timeout)]
+        arrivals(run, clients[0], scenario["rate"], window_starts, window_ends)
+    else:
+        clients = [HTTPClient(url.hostname, url.port, concurrency=1, connection_timeout=timeout,
+                              network_timeout=timeout) for _ in range(connections)]
+        gevent.joinall([gevent.spawn(connection, run, run.sessions[i % len(run.sessions)], client,
+                                     window_starts, window_ends)
+                        for i, client in enumerate(clients)])
     for client in clients:
         client.close()
     measured_seconds = window_ends - window_starts

@@ -65,3 +65,15 @@ def test_every_answer_in_the_window_is_counted_once(server):
     figures = drive(server, ["/fast", "/fast?page=2"], seconds=0.5)
     assert figures["errors"] == 0 and figures["requests"] > 2
     assert figures["succeeded_total"] == figures["requests"]
+
+
+def test_an_open_loop_sends_at_its_rate_and_times_from_when_each_request_was_due(server):
+    scenario = {"base_url": server, "sessions": [{"requests": [["GET", "/fast", None], ["GET", "/slow", None]]}],
+                "connections": 1, "warmup_seconds": 0, "seconds": 2, "timeout_seconds": 5, "rate": 4}
+    answer = subprocess.run([sys.executable, str(DRIVER)], input=json.dumps(scenario), capture_output=True,
+                            text=True, timeout=60)
+    figures = json.loads(answer.stdout)
+    # 8 requests due in 2 s, whatever the answers do; one connection, so a fast request due behind a
+    # slow one waits for it, and that wait is part of its latency.
+    assert figures["requests"] == 8 and figures["errors"] == 0
+    assert figures["p50_ms"] >= 1500
