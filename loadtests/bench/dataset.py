@@ -79,14 +79,15 @@ def stored(params):
     described = json.loads(manifest.read_text())
     if described.get("params") != params:
         return None
+    names = [TEMPLATE.format(service=service) for service in SERVICES]
     admin = _postgres_admin_connection()
     with admin.cursor() as cursor:
         cursor.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
-                       " WHERE datname LIKE 'crm_bench_data_%'")
+                       " WHERE datname = ANY(%s)", (names,))
         comments = dict(cursor.fetchall())
     admin.close()
     expected = json.dumps(params, sort_keys=True)
-    if all(comments.get(TEMPLATE.format(service=service)) == expected for service in SERVICES):
+    if all(comments.get(name) == expected for name in names):
         return described
     return None
 
