@@ -31,11 +31,19 @@ QUERY_CANCELED = "57014"
 DEFAULT_STATEMENT_TIMEOUT_MS = 5000
 # What allow_long_statements grants a transaction of an admin job (a rebuild's final sweep).
 DEFAULT_LONG_STATEMENT_TIMEOUT_MS = 600_000
+# Replace pooled connections before idle timeouts on the way (firewalls, PgBouncer) cut them.
+DEFAULT_RECYCLE_SECONDS = 1800
 
 
 def statement_timeout_ms():
     """CRM_STATEMENT_TIMEOUT_MS: the longest a single statement may run (0: no limit)."""
     return env("CRM_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, int)
+
+
+def recycle_seconds():
+    """CRM_DB_RECYCLE_SECONDS: a pooled PostgreSQL connection older than this is replaced at its
+    next checkout (default 30 minutes)."""
+    return env("CRM_DB_RECYCLE_SECONDS", DEFAULT_RECYCLE_SECONDS, int)
 
 
 def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None, max_overflow=None):
@@ -70,7 +78,14 @@ def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None,
     timeout = statement_timeout_ms() if statement_timeout is None else statement_timeout
     options = {"isolation_level": isolation_level} if isolation_level else {}
     overflow = pool_size if max_overflow is None else max_overflow
-    engine = create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True,
+    # No pool_pre_ping: a SELECT 1 before every checkout was a round trip on every request
+    # (12% of the gateway's samples, 7% of the customers service's). A connection that died
+    # in the pool instead fails its first statement: _raise_query_timeout makes that a 503
+    # (an event is retried), and SQLAlchemy then discards every pooled connection older than
+    # the failure, so one database restart costs each process one failed unit of work, not one
+    # per pooled connection. Connections are recycled before an idle firewall or server
+    # timeout can cut them silently.
+    engine = create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_recycle=recycle_seconds(),
                            connect_args={"options": f"-c statement_timeout={int(timeout)}"}, **options)
     event.listen(engine, "handle_error", _raise_query_timeout)
     return engine
@@ -86,10 +101,9 @@ def _raise_query_timeout(context):
     share the SQLSTATE and are, to the caller, the same thing.
     """
     if context.is_disconnect:
-        # The connection died under the statement (PostgreSQL restarted, the
-        # backend terminated). pool_pre_ping protects only checkouts; a worker
-        # holding a connection when it dies got a bare OperationalError, which
-        # the gateway answered as a 500. A 503 says "try again", which is true:
+        # The connection died under the statement, or in the pool before it
+        # (PostgreSQL restarted, the backend was terminated): a bare
+        # OperationalError would be answered as a 500. A 503 says "try again", which is true:
         # SQLAlchemy still invalidates this connection and the pool (it does so
         # after this handler, whatever it raises), so the next checkout
         # reconnects; an event handler retries (503 is worth retrying).

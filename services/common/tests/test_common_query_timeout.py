@@ -99,3 +99,35 @@ def test_a_lost_connection_is_a_503_and_the_next_statement_reconnects(pg_url, mo
         session.close()
     finally:
         engine.dispose()
+
+
+def test_connections_that_died_in_the_pool_cost_one_503_then_all_are_replaced(pg_url):
+    """Nothing pings a connection before use (a round trip per request): after a database
+    restart the first statement on a dead pooled connection answers 503, and every other pooled
+    connection from before is replaced at its checkout, so the next units of work all succeed."""
+    import psycopg2
+
+    engine = make_engine(pg_url, pool_size=3, max_overflow=0)
+    Session = make_session_factory(engine)
+    try:
+        sessions = [Session() for _ in range(3)]
+        pids = [session.execute(text("SELECT pg_backend_pid()")).scalar() for session in sessions]
+        for session in sessions:
+            session.close()  # all three back in the pool, idle
+        admin = psycopg2.connect(pg_url.replace("+psycopg2", ""))
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        admin.close()
+        first = Session()
+        with pytest.raises(ServiceUnavailable):
+            first.execute(text("SELECT 1"))
+        first.close()
+        # Three units of work at once, each on a connection made after the failure.
+        later = [Session() for _ in range(3)]
+        fresh = [session.execute(text("SELECT pg_backend_pid()")).scalar() for session in later]
+        assert not set(fresh) & set(pids)
+        for session in later:
+            session.close()
+    finally:
+        engine.dispose()
