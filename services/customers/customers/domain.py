@@ -5,6 +5,7 @@ Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 """
 from marshmallow import ValidationError as MarshmallowValidationError
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import joinedload
 
 from crm_common.context import RequestContext
 from crm_common.crypto import blind_index
@@ -90,11 +91,14 @@ class CustomerBook:
     # --- reading ---------------------------------------------------------
 
     def get(self, customer_id, include_deleted=False):
-        statement = select(Customer).where(Customer.id == str(customer_id))
+        # The tags in the same query (a join, not the relationship's second SELECT): one round
+        # trip per read.
+        statement = (select(Customer).where(Customer.id == str(customer_id))
+                     .options(joinedload(Customer.tag_rows)))
         condition = visible_to(self.context)
         if condition is not None:
             statement = statement.where(condition)
-        customer = self.session.execute(statement).scalar_one_or_none()
+        customer = self.session.execute(statement).unique().scalar_one_or_none()
         if customer is None or (customer.deleted_at and not include_deleted):
             # Records the caller may not see answer exactly like missing ones.
             raise NotFound(f"Customer {customer_id} was not found.")

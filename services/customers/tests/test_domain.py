@@ -10,7 +10,7 @@ from crm_common.outbox import outbox_table
 from crm_common.types import utcnow
 
 from customers.custom_fields import CustomFieldCatalogue
-from customers.domain import CustomerBook
+from customers.domain import CustomerBook, to_dict
 from customers.models import Contact, Customer, CustomerHistory, Followup
 from conftest import ALICE, BOB, MANAGER
 
@@ -465,3 +465,21 @@ def test_a_create_delivered_again_after_it_committed_answers_with_its_own_custom
     # Another request with the same data is a duplicate, as before.
     with pytest.raises(Conflict):
         CustomerBook(session, replace(as_alice, request_id="r-alice-2")).create(dict(data))
+
+
+def test_reading_a_customer_with_its_tags_is_one_query(session, as_alice):
+    from sqlalchemy import event
+
+    created = CustomerBook(session, as_alice).create({"kind": "company", "name": "One Trip Ltd", "tags": ["vip", "east"]})
+    session.commit()
+    session.expunge_all()
+    statements = []
+    engine = session.get_bind()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        read = to_dict(CustomerBook(session, as_alice).get(created["id"]))
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert read["tags"] == ["east", "vip"]
+    assert len(statements) == 1, statements
