@@ -11,12 +11,12 @@ import dataclasses
 from datetime import datetime, timezone
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from crm_common.audit import OUTCOMES, audit_data, mask
 from crm_common.context import RequestContext
 from crm_common.errors import ValidationFailed
 from crm_common.pagination import check_limit, keyset_page
+from crm_common.readmodel import dialect_insert
 from crm_common.types import new_id, utcnow
 
 from gateway.models import AuditEntry
@@ -49,10 +49,12 @@ def write_entry(session, context, action, entity_type, entity_id=None, changes=N
 
 
 def store_recorded(session, envelope):
-    """Store an ``audit.recorded`` event; False when its entry is there already (a redelivery)."""
+    """Store an ``audit.recorded`` event; False when its entry is there already (a redelivery,
+    or another instance storing it at the same moment).
+
+    One INSERT ... ON CONFLICT DO NOTHING: every write of every service sends one of these, so a
+    look-up first would be a round trip more on the busiest consumer of the gateway."""
     entry_id = envelope["event_id"]
-    if session.get(AuditEntry, entry_id) is not None:
-        return False
     data = envelope["data"]
     occurred_at = _parse_time(data.get("occurred_at") or envelope.get("occurred_at")) or utcnow()
     # The envelope names the actor and request too; the data wins when both do.
@@ -64,14 +66,11 @@ def store_recorded(session, envelope):
     data.setdefault("service", envelope.get("producer"))
     if data.get("outcome") not in OUTCOMES:
         data["outcome"] = "success"
-    session.add(_entry(entry_id, occurred_at, data))
-    try:
-        session.flush()
-    except IntegrityError:
-        # Two instances stored it at the same moment: the other one's entry stands.
-        session.rollback()
-        return False
-    return True
+    entry = _entry(entry_id, occurred_at, data)
+    values = {column.key: getattr(entry, column.key) for column in AuditEntry.__table__.columns
+              if column.key in vars(entry)}
+    statement = dialect_insert(session)(AuditEntry).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    return session.execute(statement).rowcount == 1
 
 
 def _entry(entry_id, occurred_at, data):
