@@ -144,6 +144,10 @@ def publish_pending(session, publish, batch_size=200):
 DEFAULT_RETENTION_HOURS = 72.0
 PURGE_INTERVAL_SECONDS = 600.0
 PURGE_BATCH = 5000
+# Rows one relay pass publishes before it looks again; and how often the pending gauge is
+# counted while nothing is pending.
+RELAY_BATCH = 200
+GAUGE_SECONDS = 1.0
 
 
 def retention_hours():
@@ -212,6 +216,8 @@ class OutboxRelay:
         self.publisher = Publisher(config["AMQP_URI"], serializer="json", declare=[self.exchange])
         self._wake = Event()
         self._running = False
+        self._pending_seen = True  # unknown at start: count at the first pass
+        self._next_gauge = 0.0
         self._next_purge = 0.0
 
     def kick(self):
@@ -232,24 +238,29 @@ class OutboxRelay:
         metrics.EVENTS_PUBLISHED.labels(self.service_name, envelope["type"]).inc()
 
     def relay_once(self):
-        """Publish everything pending; returns how many events went out."""
+        """Publish everything pending; returns how many events went out.
+
+        A pass that found less than a full batch has emptied the outbox (rows committed
+        since then kick the relay again), so it does not ask a second time. The pending
+        gauge is counted after every pass while it is above zero (a backlog, a broker outage:
+        what operators watch), and at most every GAUGE_SECONDS while it is zero: under load
+        each commit kicks a pass, and a count per event was a round trip per event."""
         total = 0
         with self.session_factory() as session:
             try:
                 while True:
-                    sent = publish_pending(session, self.publish)
+                    sent = publish_pending(session, self.publish, RELAY_BATCH)
                     total += sent
-                    if sent == 0:
+                    if sent < RELAY_BATCH:
                         break
                 self._purge_if_due(session)
             except BaseException:
                 # A failed statement (a cut connection) leaves the transaction
                 # unusable: the gauge below is read in a fresh one.
                 session.rollback()
+                self._observe_pending(session)
                 raise
-            finally:
-                # Also (above all) when publishing failed: the pending gauge
-                # is what operators watch during a broker outage.
+            if self._pending_seen or time.monotonic() >= self._next_gauge:
                 self._observe_pending(session)
         return total
 
@@ -268,11 +279,13 @@ class OutboxRelay:
             log.info("outbox relay of %s purged %d published rows", self.service_name, purged)
 
     def _observe_pending(self, session):
+        self._next_gauge = time.monotonic() + GAUGE_SECONDS
         try:
             count, oldest = pending_stats(session)
         except Exception:
             log.exception("outbox relay of %s could not count pending rows", self.service_name)
             return
+        self._pending_seen = count > 0
         metrics.OUTBOX_PENDING.labels(self.service_name).set(count)
         age = (utcnow() - oldest).total_seconds() if oldest else 0
         metrics.OUTBOX_OLDEST_AGE.labels(self.service_name).set(age)

@@ -365,6 +365,34 @@ def test_outbox_pending_gauge_follows_the_relay(sample, unique_name):
     assert sample("crm_outbox_oldest_pending_age_seconds", service=service) == 0
 
 
+def test_a_relay_pass_under_load_asks_once_and_counts_the_pending_rows_once_a_second(unique_name, monkeypatch):
+    """Each commit that wrote an event kicks a pass: a pass that found less than a full batch
+    does not look again, and while nothing is pending the gauge is not recounted every pass."""
+    from sqlalchemy import event
+
+    from crm_common import outbox
+
+    # However slow this machine is, the passes below fall within one gauge interval.
+    monkeypatch.setattr(outbox, "GAUGE_SECONDS", 3600.0)
+
+    engine = make_engine("sqlite://")
+    kernel_metadata.create_all(engine)
+    Session = make_session_factory(engine)
+    relay = make_relay(Session, unique_name("quiet"))
+    sent = []
+    relay.publish = sent.append
+    relay.relay_once()  # the first pass counts (nothing known yet): now the gauge knows 0
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    for _ in range(3):  # three events, each committed and relayed on its own, as under load
+        with Session() as session:
+            add_pending(session, 1)
+        assert relay.relay_once() == 1
+    selects = [statement for statement in statements if statement.lstrip().upper().startswith("SELECT")]
+    # One look per pass for pending rows; no second look, no count of the pending rows.
+    assert len(sent) == 3 and len(selects) == 3, selects
+
+
 def test_relay_run_loop_retries_after_failures_and_stops(unique_name):
     engine = make_engine("sqlite://")
     kernel_metadata.create_all(engine)
