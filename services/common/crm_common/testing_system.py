@@ -75,6 +75,11 @@ class System:
             port = free_port()
             env[f"CRM_{service.upper()}_HTTP_PORT"] = str(port)
             self.http_ports[instance] = port
+        else:
+            # A further gateway instance serves the API (and /metrics) on a port of its own.
+            if instance != "gateway":
+                env["CRM_GATEWAY_PORT"] = str(free_port())
+            self.http_ports[instance] = int(env["CRM_GATEWAY_PORT"])
         log = open(self.workdir / f"{instance}.log", "ab")
         self.processes[instance] = subprocess.Popen(
             [NAMEKO, "run", "--config", str(ROOT / "services" / service / "config.yaml"),
@@ -100,6 +105,10 @@ class System:
 
     def stop(self, instance):
         stop_process(self.processes.pop(instance))
+
+    def url(self, instance):
+        """The base URL of an instance's HTTP port (a gateway's API, a service's /health)."""
+        return f"http://127.0.0.1:{self.http_ports[instance]}"
 
     def metrics(self, instance):
         return requests.get(f"http://127.0.0.1:{self.http_ports[instance]}/metrics", timeout=5).text
@@ -197,6 +206,9 @@ def running_system(name="e2e", workdir=None, extra_env=None, templates=None):
             # rate. The limiter still runs (and costs what it costs); its own tests
             # give an API key a small limit of its own.
             "CRM_RATE_LIMIT_PER_MINUTE": "1000000",
+            # Gateway instances count each other within three heartbeats of a second:
+            # a test that starts or stops one waits seconds for the others to notice.
+            "CRM_GATEWAY_HEARTBEAT_SECONDS": "1",
             # Every test connects from 127.0.0.1: trusting it as a proxy lets a test that
             # provokes sign-in locks pose as its own client (X-Forwarded-For) and so lock
             # neither 127.0.0.1 nor the other tests out.
