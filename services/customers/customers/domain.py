@@ -118,8 +118,7 @@ class CustomerBook:
         else:
             statement = statement.where(Customer.deleted_at.is_(None))
         # Every word must appear somewhere, in the way this database's indexes can find.
-        statement = statement.where(*search.keyword_conditions(
-            filters.get("q", ""), self.session.get_bind().dialect.name))
+        statement = search.matching(statement, filters.get("q", ""), self.session.get_bind().dialect.name)
         for field in ("kind", "lifecycle_stage", "tier", "region", "industry", "source", "owner_id"):
             if field in filters:
                 statement = statement.where(getattr(Customer, field) == filters[field])

@@ -8,7 +8,7 @@ database then compares plain lower-case text.
 
 Every word of a query must appear in search_text, as LIKE '%word%' says on
 every database. With 100,000+ customers LIKE alone scans them all, so each
-database also gets a condition its index can answer (``keyword_conditions``):
+database also gets a condition its index can answer (``matching``):
 
 - PostgreSQL: a word with 3+ letters or digits in a row is found by the
   pg_trgm GIN index on search_text through the LIKE itself. Shorter words
@@ -72,17 +72,18 @@ def like_pattern(term):
     return f"%{escaped}%"
 
 
-def keyword_conditions(q, dialect):
-    """The SQL conditions for customers matching every word of ``q`` (see the module docstring)."""
+def matching(statement, q, dialect):
+    """``statement`` (a select of customers) narrowed to those containing every word of ``q``
+    (see the module docstring)."""
     terms = fold(q).split()
-    conditions = [Customer.search_text.like(like_pattern(term), escape="\\") for term in terms]
+    statement = statement.where(*(Customer.search_text.like(like_pattern(term), escape="\\") for term in terms))
     if dialect == "postgresql":
-        conditions += [_has_grams(term) for term in terms if not _has_trigram(term)]
+        statement = statement.where(*(_has_grams(term) for term in terms if not _has_trigram(term)))
     elif dialect == "sqlite":
         long_terms = [term for term in terms if len(term) >= FTS_MIN_LENGTH]
         if long_terms:
-            conditions.append(Customer.id.in_(_fts_matches(long_terms)))
-    return conditions
+            statement = _fts_matches(statement, long_terms)
+    return statement
 
 
 # A trigram tokenizer finds nothing shorter than one trigram.
@@ -92,10 +93,13 @@ _search_rows = table("customer_search_rows", column("id"), column("customer_id")
 _search = table("customer_search", column("rowid"), column("search_text"))
 
 
-def _fts_matches(terms):
-    """The ids of customers whose search_text contains every term (FTS5 strings: implicit AND)."""
+def _fts_matches(statement, terms):
+    """Join the FTS5 matches of every term (FTS5 strings: implicit AND). A join rather than
+    ``id IN (...)``: SQLite then reads the matches first and looks their customers up, instead of
+    reading every customer a sales rep or team may see and checking each against the matches."""
     query = " ".join('"' + term.replace('"', '""') + '"' for term in terms)
-    return (select(_search_rows.c.customer_id)
+    return (statement
+            .join(_search_rows, _search_rows.c.customer_id == Customer.id)
             .join(_search, _search.c.rowid == _search_rows.c.id)
             .where(_search.c.search_text.match(query)))
 
