@@ -105,6 +105,8 @@ class System:
 
     def stop(self, instance):
         stop_process(self.processes.pop(instance))
+        # A stopped instance has no port to scrape or call (a later start gives it one again).
+        self.http_ports.pop(instance, None)
 
     def url(self, instance):
         """The base URL of an instance's HTTP port (a gateway's API, a service's /health)."""
