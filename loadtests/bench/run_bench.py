@@ -226,9 +226,9 @@ def current_commit():
 # --- driving the load ---------------------------------------------------------------
 
 def drive(settings, base_url, sessions, method="GET", ok_statuses=(200,)):
-    # settings: connections, seconds, warmup_seconds, and for the open loop rate and unique_start
     """One scenario through driver.py (loadtests/.venv); ``sessions``: [{"headers", "paths", "bodies"?}],
-    one per person, the connections shared among them. Returns the driver's JSON answer."""
+    one per person, the connections shared among them. ``settings``: connections, seconds,
+    warmup_seconds, and for the open loop rate and unique_start. Returns the driver's JSON answer."""
     scenario = {"base_url": base_url, "method": method, "sessions": sessions, "ok_statuses": list(ok_statuses),
                 **settings}
     answer = subprocess.run([str(DRIVER_PYTHON), str(HERE / "driver.py")], input=json.dumps(scenario),
