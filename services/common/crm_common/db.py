@@ -4,6 +4,11 @@ The session commits when the service method returns, before nameko sends the
 RPC reply or acknowledges the event. (nameko calls dependency
 ``worker_result`` hooks only *after* the reply is sent, so committing there
 would acknowledge writes that might still fail.) An exception rolls back.
+
+A method declared ``rpc(read_only=True)`` gets a session without a transaction
+(the connection in autocommit): no BEGIN and COMMIT round trips around its
+queries, which under READ COMMITTED see what they would have seen inside one
+(each statement its own snapshot). A write through that session raises.
 """
 import logging
 
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 kernel_metadata = MetaData()
 
 OUTBOX_WRITTEN = "crm_outbox_written"
+READ_ONLY = "crm_read_only"
 
 
 # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
@@ -46,7 +52,8 @@ def recycle_seconds():
     return env("CRM_DB_RECYCLE_SECONDS", DEFAULT_RECYCLE_SECONDS, int)
 
 
-def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None, max_overflow=None):
+def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None, max_overflow=None,
+                settings=None):
     """An engine tuned for the backend: SQLite files get WAL and a busy timeout.
 
     On PostgreSQL every connection gets a statement_timeout (``statement_timeout``
@@ -55,7 +62,9 @@ def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None,
     server instead of holding a worker and a connection; the cancellation is
     raised as QueryTimeout (503), not as a bare driver error.
     ``isolation_level`` (PostgreSQL only) is set once per connection, for
-    engines whose every statement stands alone ("AUTOCOMMIT").
+    engines whose every statement stands alone ("AUTOCOMMIT"). ``settings``
+    (PostgreSQL only): further server settings every connection starts with,
+    such as {"jit": "off"}, instead of a SET round trip per unit of work.
     """
     if url.startswith("sqlite"):
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -85,8 +94,11 @@ def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None,
     # the failure, so one database restart costs each process one failed unit of work, not one
     # per pooled connection. Connections are recycled before an idle firewall or server
     # timeout can cut them silently.
+    server_settings = {"statement_timeout": int(timeout), **(settings or {})}
     engine = create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_recycle=recycle_seconds(),
-                           connect_args={"options": f"-c statement_timeout={int(timeout)}"}, **options)
+                           connect_args={"options": " ".join(f"-c {name}={value}"
+                                                             for name, value in server_settings.items())},
+                           **options)
     event.listen(engine, "handle_error", _raise_query_timeout)
     return engine
 
@@ -137,6 +149,30 @@ def make_session_factory(engine):
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+class WriteInReadOnlyUnit(RuntimeError):
+    """A method declared read-only tried to write: a programming error, not the caller's."""
+
+
+def make_read_only_session_factory(engine):
+    """Sessions for read-only units of work: autocommit connections (shared with ``engine``'s
+    pool; SQLAlchemy puts the isolation level back when a connection returns to it) and no
+    writes, neither flushed objects nor INSERT/UPDATE/DELETE statements."""
+    factory = sessionmaker(bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False,
+                           info={READ_ONLY: True})
+
+    def refuse_flush(session, flush_context, instances):
+        if session.new or session.dirty or session.deleted:
+            raise WriteInReadOnlyUnit("A read-only method changed objects; declare it without read_only.")
+
+    def refuse_write(state):
+        if state.is_insert or state.is_update or state.is_delete:
+            raise WriteInReadOnlyUnit("A read-only method ran a write; declare it without read_only.")
+
+    event.listen(factory, "before_flush", refuse_flush)
+    event.listen(factory, "do_orm_execute", refuse_write)
+    return factory
+
+
 class Database(DependencyProvider):
     """Gives each worker a SQLAlchemy session on the service's own database.
 
@@ -146,12 +182,14 @@ class Database(DependencyProvider):
     service-wide jobs such as re-encrypting data under a new key
     (crm_common.ops) find the service's tables there.
     After a commit that wrote outbox rows, the outbox relay is woken so events
-    go out at once instead of at the next poll.
+    go out at once instead of at the next poll. ``settings``: PostgreSQL server
+    settings for every connection of the service (see make_engine).
     """
 
-    def __init__(self, migrations=None, metadata=None):
+    def __init__(self, migrations=None, metadata=None, settings=None):
         self.migrations = migrations
         self.metadata = metadata
+        self.settings = settings
         self.sessions = {}
         self.relay = None
 
@@ -169,9 +207,10 @@ class Database(DependencyProvider):
         # system's idle pools held most of them after a busy test.
         busy = self.container.max_workers + 2
         idle = max(1, min(busy, env("CRM_DB_IDLE_CONNECTIONS", busy, int)))
-        self.engine = make_engine(self.url, pool_size=idle, max_overflow=busy + busy - idle)
+        self.engine = make_engine(self.url, pool_size=idle, max_overflow=busy + busy - idle, settings=self.settings)
         time_statements(self.engine, service_name)
         self.Session = make_session_factory(self.engine)
+        self.ReadOnlySession = make_read_only_session_factory(self.engine)
         from crm_common.audit import install_audit_listener
 
         # Changes to the models the service registered with audit_model are audited on flush.
@@ -194,7 +233,8 @@ class Database(DependencyProvider):
     def get_dependency(self, worker_ctx):
         from crm_common.audit import AUDIT_CONTEXT, context_from_worker_data
 
-        session = self.Session()
+        read_only = getattr(worker_ctx.entrypoint, "read_only", False)
+        session = (self.ReadOnlySession if read_only else self.Session)()
         # Read lazily at flush time: RunAs may switch the worker's actor after this.
         session.info[AUDIT_CONTEXT] = lambda: context_from_worker_data(worker_ctx.data)
         self.sessions[worker_ctx] = session

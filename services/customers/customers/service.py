@@ -38,12 +38,12 @@ class CustomersService(OpsEndpoints):
     def create_customer(self, data, owner_team_id=None, allow_duplicate=False):
         return self._book().create(data, owner_team_id, allow_duplicate)
 
-    @rpc
+    @rpc(read_only=True)
     def get_customer(self, customer_id, include_deleted=False):
         book = self._book()
         return to_dict(book.get(customer_id, include_deleted=include_deleted and book.context.is_admin))
 
-    @rpc
+    @rpc(read_only=True)
     def list_customers(self, filters=None, limit=None, cursor=None, sort=None):
         return self._book().list(filters, limit, cursor, sort)
 
@@ -59,7 +59,7 @@ class CustomersService(OpsEndpoints):
     def restore_customer(self, customer_id):
         return self._book().restore(customer_id)
 
-    @rpc
+    @rpc(read_only=True)
     def customer_history(self, customer_id, limit=None, cursor=None):
         return self._book().history(customer_id, limit, cursor)
 
@@ -71,7 +71,7 @@ class CustomersService(OpsEndpoints):
     def bulk_assign_customers(self, data, owner_team_id=None):
         return self._book().bulk_assign(data, owner_team_id)
 
-    @rpc
+    @rpc(read_only=True)
     def customer_duplicates(self, customer_id):
         return self._book().duplicates(customer_id)
 
@@ -79,7 +79,7 @@ class CustomersService(OpsEndpoints):
     def merge_customers(self, target_id, data):
         return self._book().merge(target_id, data)
 
-    @rpc
+    @rpc(read_only=True)
     def list_custom_fields(self):
         return CustomFieldCatalogue(self.db, self.context).list()
 
@@ -93,11 +93,11 @@ class CustomersService(OpsEndpoints):
     def create_contact(self, customer_id, data):
         return Contacts(self.db, self.context).create(customer_id, data)
 
-    @rpc
+    @rpc(read_only=True)
     def list_contacts(self, customer_id):
         return Contacts(self.db, self.context).list(customer_id)
 
-    @rpc
+    @rpc(read_only=True)
     def get_contact(self, customer_id, contact_id):
         return Contacts(self.db, self.context).get(customer_id, contact_id)
 
@@ -113,15 +113,15 @@ class CustomersService(OpsEndpoints):
     def log_followup(self, customer_id, data):
         return Followups(self.db, self.context).log(customer_id, data)
 
-    @rpc
+    @rpc(read_only=True)
     def list_followups(self, customer_id, limit=None, cursor=None):
         return Followups(self.db, self.context).list(customer_id, limit, cursor)
 
-    @rpc
+    @rpc(read_only=True)
     def get_followup(self, followup_id):
         return Followups(self.db, self.context).get(followup_id)
 
-    @rpc
+    @rpc(read_only=True)
     def due_followups(self, owner_id=None, due_before=None, limit=None, cursor=None):
         return Followups(self.db, self.context).due(owner_id, due_before, limit, cursor)
 
@@ -129,11 +129,11 @@ class CustomersService(OpsEndpoints):
     def create_view(self, data):
         return SavedViews(self.db, self.context).create(data)
 
-    @rpc
+    @rpc(read_only=True)
     def list_views(self):
         return SavedViews(self.db, self.context).list()
 
-    @rpc
+    @rpc(read_only=True)
     def get_view(self, view_id):
         return SavedViews(self.db, self.context).get(view_id)
 

@@ -17,6 +17,7 @@ and never across currencies.
 
 Plain Python over a SQLAlchemy session; nothing here knows about nameko.
 """
+from contextlib import contextmanager
 from datetime import timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
@@ -140,12 +141,6 @@ class Reports:
         method = self.NAMES.get(name)
         if method is None:
             raise NotFound(f"There is no report named {name!r}.")
-        if self.session.get_bind().dialect.name == "postgresql":
-            # For this transaction only. The default 4 MB makes grouping a year of orders per
-            # customer spill its sort to disk (measured: top customers 175 -> 135 ms at 250,000
-            # orders); JIT compiling costs tens of ms that queries this short never win back.
-            self.session.execute(text("SET LOCAL work_mem = '32MB'"))
-            self.session.execute(text("SET LOCAL jit = off"))
         return getattr(self, method)(filters)
 
     def export(self, name, filters=None, file_format="csv"):
@@ -154,6 +149,19 @@ class Reports:
         return report_tables.export(name, self.run(name, filters), options["format"])
 
     # --- shared pieces ---------------------------------------------------
+
+    @contextmanager
+    def _planner_setting(self, name, value):
+        """A PostgreSQL planner setting for the statements inside. SET and RESET rather than SET
+        LOCAL: a report runs without a transaction (read-only), where SET LOCAL does nothing."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            yield
+            return
+        self.session.execute(text(f"SET {name} = {value}"))
+        try:
+            yield
+        finally:
+            self.session.execute(text(f"RESET {name}"))
 
     def _range(self, filters, granularity=None, forward=False):
         resolve = periods.forward_range if forward else periods.default_range
@@ -365,11 +373,10 @@ class Reports:
             filters, date_from, date_to,
         ).group_by(OrderFact.customer_id, OrderFact.currency).order_by(
             revenue.desc(), OrderFact.currency, OrderFact.customer_id).limit(filters["limit"])
-        if self.session.get_bind().dialect.name == "postgresql":
-            # PostgreSQL underestimates the number of customers and hashes them all (200+ ms at
-            # 250,000 orders); walking ix_order_facts_customer, already in customer order, takes half.
-            self.session.execute(text("SET LOCAL enable_hashagg = off"))
-        found = self.session.execute(statement).all()
+        # PostgreSQL underestimates the number of customers and hashes them all (200+ ms at
+        # 250,000 orders); walking ix_order_facts_customer, already in customer order, takes half.
+        with self._planner_setting("enable_hashagg", "off"):
+            found = self.session.execute(statement).all()
         names = dict(self.session.execute(
             select(CustomerFact.customer_id, CustomerFact.name)
             .where(CustomerFact.customer_id.in_({row[0] for row in found}))).all()) if found else {}

@@ -36,7 +36,11 @@ REBUILD_PAGE_SIZE = 500
 class ReportingService(OpsEndpoints):
     name = "reporting"
 
-    db = Database(migrations="reporting.migrations", metadata=Base.metadata)
+    # Reports group many rows: the default 4 MB work_mem spills their sorts to disk (measured: top
+    # customers 175 -> 135 ms at 250,000 orders), and JIT compiling costs tens of ms that queries
+    # this short never win back. Set once per connection, not per report.
+    db = Database(migrations="reporting.migrations", metadata=Base.metadata,
+                  settings={"work_mem": "32MB", "jit": "off"})
     context = Context()
     metrics = Metrics()
     customers = BoundedRpcProxy(CUSTOMERS, timeout=SOURCE_CALL_TIMEOUT)
@@ -142,10 +146,10 @@ class ReportingService(OpsEndpoints):
 
     # --- reports (reporting.reports) -----------------------------------------
 
-    @rpc
+    @rpc(read_only=True)
     def report(self, name, filters=None):
         return Reports(self.db, self.context).run(name, filters)
 
-    @rpc
+    @rpc(read_only=True)
     def export_report(self, name, filters=None, file_format="csv"):
         return Reports(self.db, self.context).export(name, filters, file_format)

@@ -55,7 +55,7 @@ class SalesService(OpsEndpoints):
     def on_customers_imported(self, envelope):
         CustomerReplicaFeed(self.db).apply_imported(envelope)
 
-    @rpc
+    @rpc(read_only=True)
     def customer_known(self, customer_id):
         return customer_known(self.db, customer_id)
 
@@ -65,11 +65,11 @@ class SalesService(OpsEndpoints):
     def create_product(self, data):
         return Products(self.db, self.context).create(data)
 
-    @rpc
+    @rpc(read_only=True)
     def get_product(self, product_id):
         return Products(self.db, self.context).get(product_id)
 
-    @rpc
+    @rpc(read_only=True)
     def list_products(self, filters=None, limit=None, cursor=None):
         return Products(self.db, self.context).list(filters, limit, cursor)
 
@@ -81,11 +81,11 @@ class SalesService(OpsEndpoints):
     def create_price_list(self, data):
         return PriceLists(self.db, self.context).create(data)
 
-    @rpc
+    @rpc(read_only=True)
     def get_price_list(self, price_list_id):
         return PriceLists(self.db, self.context).get(price_list_id)
 
-    @rpc
+    @rpc(read_only=True)
     def list_price_lists(self, limit=None, cursor=None):
         return PriceLists(self.db, self.context).list(limit, cursor)
 
@@ -97,11 +97,11 @@ class SalesService(OpsEndpoints):
     def create_quote(self, data, owner_team_id=None):
         return Quotes(self.db, self.context).create(data, owner_team_id)
 
-    @rpc
+    @rpc(read_only=True)
     def get_quote(self, quote_id):
         return Quotes(self.db, self.context).get(quote_id)
 
-    @rpc
+    @rpc(read_only=True)
     def list_quotes(self, filters=None, limit=None, cursor=None):
         return Quotes(self.db, self.context).list(filters, limit, cursor)
 
@@ -125,11 +125,11 @@ class SalesService(OpsEndpoints):
     def create_order(self, data, owner_team_id=None):
         return Orders(self.db, self.context).create(data, owner_team_id)
 
-    @rpc
+    @rpc(read_only=True)
     def get_order(self, order_id):
         return Orders(self.db, self.context).get(order_id)
 
-    @rpc
+    @rpc(read_only=True)
     def list_orders(self, filters=None, limit=None, cursor=None):
         return Orders(self.db, self.context).list(filters, limit, cursor)
 
@@ -141,7 +141,7 @@ class SalesService(OpsEndpoints):
     def pay_order(self, order_id, data):
         return Orders(self.db, self.context).pay(order_id, data)
 
-    @rpc
+    @rpc(read_only=True)
     def list_payments(self, order_id):
         return Orders(self.db, self.context).payments(order_id)
 
@@ -155,11 +155,11 @@ class SalesService(OpsEndpoints):
 
     # --- pipelines and opportunities (sales.pipeline) ---------------------
 
-    @rpc
+    @rpc(read_only=True)
     def list_pipelines(self):
         return Pipelines(self.db, self.context).list()
 
-    @rpc
+    @rpc(read_only=True)
     def get_pipeline(self, pipeline_id):
         return Pipelines(self.db, self.context).get(pipeline_id)
 
@@ -171,7 +171,7 @@ class SalesService(OpsEndpoints):
     def add_pipeline_stage(self, pipeline_id, data):
         return Pipelines(self.db, self.context).add_stage(pipeline_id, data)
 
-    @rpc
+    @rpc(read_only=True)
     def pipeline_board(self, pipeline_id, query=None):
         return Pipelines(self.db, self.context).board(pipeline_id, query)
 
@@ -179,11 +179,11 @@ class SalesService(OpsEndpoints):
     def create_opportunity(self, data, owner_team_id=None):
         return Opportunities(self.db, self.context).create(data, owner_team_id)
 
-    @rpc
+    @rpc(read_only=True)
     def get_opportunity(self, opportunity_id):
         return Opportunities(self.db, self.context).get(opportunity_id)
 
-    @rpc
+    @rpc(read_only=True)
     def list_opportunities(self, filters=None, limit=None, cursor=None, sort=None):
         return Opportunities(self.db, self.context).list(filters, limit, cursor, sort)
 
@@ -195,7 +195,7 @@ class SalesService(OpsEndpoints):
     def move_opportunity(self, opportunity_id, data, expected_version=None):
         return Opportunities(self.db, self.context).move(opportunity_id, data, expected_version)
 
-    @rpc
+    @rpc(read_only=True)
     def opportunity_history(self, opportunity_id, limit=None, cursor=None):
         return Opportunities(self.db, self.context).history(opportunity_id, limit, cursor)
 
@@ -232,11 +232,11 @@ class SalesService(OpsEndpoints):
     def create_contract(self, data, owner_team_id=None):
         return self._contracts().create(data, owner_team_id)
 
-    @rpc
+    @rpc(read_only=True)
     def get_contract(self, contract_id):
         return self._contracts().get(contract_id)
 
-    @rpc
+    @rpc(read_only=True)
     def list_contracts(self, filters=None, limit=None, cursor=None):
         return self._contracts().list(filters, limit, cursor)
 
@@ -264,7 +264,7 @@ class SalesService(OpsEndpoints):
     def terminate_contract(self, contract_id, data):
         return self._contracts().terminate(contract_id, data)
 
-    @rpc
+    @rpc(read_only=True)
     def contract_history(self, contract_id, limit=None, cursor=None):
         return self._contracts().history(contract_id, limit, cursor)
 
@@ -272,7 +272,7 @@ class SalesService(OpsEndpoints):
     def add_contract_attachment(self, contract_id, content_base64, file_name, content_type=None):
         return self._contracts().add_attachment(contract_id, content_base64, file_name, content_type)
 
-    @rpc
+    @rpc(read_only=True)
     def list_contract_attachments(self, contract_id):
         return self._contracts().list_attachments(contract_id)
 
