@@ -403,11 +403,24 @@ class Reports:
                 cohort_rollup.created_on >= date_from, cohort_rollup.created_on <= date_to)
             return self._scope(statement, cohort_rollup, filters)
 
-        opportunities = func.sum(cohort_rollup.opportunities)
-        status_rows = self.session.execute(cohort(
-            cohort_rollup.status, opportunities, func.sum(cohort_rollup.cycle_seconds), func.sum(cohort_rollup.closed))
-            .group_by(cohort_rollup.status).having(opportunities > 0)).all()
-        by_status = {status: (count, cycle_seconds, closed) for status, count, cycle_seconds, closed in status_rows}
+        # One pass over the cohort's rollup rows gives the three breakdowns: by status, by how far
+        # forward each opportunity got (furthest_position, kept by ingest: it has entered every
+        # open or won stage up to there, even those it skipped), and the lost ones by the lost
+        # stage they are in.
+        by_status, reached, entered_lost = {}, {}, {}
+        for status, furthest, lost_stage, count, cycle_seconds, closed in self.session.execute(cohort(
+                cohort_rollup.status, cohort_rollup.furthest_position, cohort_rollup.lost_stage,
+                func.sum(cohort_rollup.opportunities), func.sum(cohort_rollup.cycle_seconds),
+                func.sum(cohort_rollup.closed))
+                .group_by(cohort_rollup.status, cohort_rollup.furthest_position, cohort_rollup.lost_stage)):
+            if not count:
+                continue  # every opportunity of these rollup rows moved away
+            total = by_status.get(status, (0, 0, 0))
+            by_status[status] = (total[0] + count, total[1] + (cycle_seconds or 0), total[2] + (closed or 0))
+            position = None if furthest == NO_POSITION else furthest
+            reached[position] = reached.get(position, 0) + count
+            if status == "lost":
+                entered_lost[lost_stage] = entered_lost.get(lost_stage, 0) + count
         won = by_status.get("won", (0, None, 0))
         lost = by_status.get("lost", (0, None, 0))
 
@@ -419,14 +432,6 @@ class Reports:
                       .where(PipelineStageRollup.pipeline_id == pipeline, PipelineStageRollup.changes > 0))]
         stages.sort(key=lambda stage: (stage[1] is None, stage[1] or 0, stage[0]))
 
-        # How far forward each cohort opportunity got (furthest_position, kept by ingest): it has
-        # entered every open or won stage up to there, even those it skipped.
-        reached = {None if position == NO_POSITION else position: count for position, count in self.session.execute(
-            cohort(cohort_rollup.furthest_position, opportunities).group_by(cohort_rollup.furthest_position))}
-        # The lost ones, by the lost stage they are in.
-        entered_lost = dict(self.session.execute(
-            cohort(cohort_rollup.lost_stage, opportunities).where(cohort_rollup.status == "lost")
-            .group_by(cohort_rollup.lost_stage)).all())
         # Time spent in each stage, from the cohort's changes out of it.
         time_in_statement = self._scope(
             select(time_rollup.from_stage, func.sum(time_rollup.seconds), func.sum(time_rollup.changes))
