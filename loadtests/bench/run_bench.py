@@ -501,6 +501,7 @@ def events_delivered(system, before, created):
 def measure(system, settings, api, name, sessions, ok_statuses):
     """One scenario through the driver; for customer_create, also whether every consumer then
     handled every customer.created. Returns (figures, facts)."""
+    print(f"  measuring {name}{' (latency)' if settings.get('rate') else ''} ...", flush=True)
     before = consumed(system, "customer.created") if name == "customer_create" else None
     unique_start = settings.get("unique_start", 0) + (10**6 if name == "mixed" else 0)
     figures = drive({**settings, "unique_start": unique_start}, api, sessions, ok_statuses=ok_statuses)
