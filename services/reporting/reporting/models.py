@@ -311,8 +311,9 @@ class SalesDayRollup(Base):
     paid: Mapped[Decimal] = mapped_column(Money())
 
     __table_args__ = (
-        # A sales rep's own rows (the primary key serves the unscoped range).
+        # A sales rep's own rows, a manager's team's (the primary key serves the unscoped range).
         Index("ix_sales_day_rollups_owner_day", "owner_id", "day"),
+        Index("ix_sales_day_rollups_team_day", "owner_team_id", "day"),
     )
 
 
@@ -334,6 +335,12 @@ class FunnelCohortRollup(Base):
     # Sum of closed_at - created_at over the closed ones (the sales cycle).
     cycle_seconds: Mapped[Decimal] = mapped_column(Numeric(20, 6))
 
+    __table_args__ = (
+        # A rep's cohort, a manager's team's: without these, a range of the pipeline over every owner.
+        Index("ix_funnel_cohort_rollups_owner", "pipeline_id", "owner_id", "created_on"),
+        Index("ix_funnel_cohort_rollups_team", "pipeline_id", "owner_team_id", "created_on"),
+    )
+
 
 class FunnelStageTimeRollup(Base):
     """Time spent in a stage (stage_change_facts out of it) per pipeline x the opportunity's
@@ -349,6 +356,11 @@ class FunnelStageTimeRollup(Base):
     # Changes with a known time in the previous stage, and those times summed.
     changes: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_funnel_stage_time_rollups_owner", "pipeline_id", "owner_id", "created_on"),
+        Index("ix_funnel_stage_time_rollups_team", "pipeline_id", "owner_team_id", "created_on"),
+    )
 
 
 class PipelineStageRollup(Base):
