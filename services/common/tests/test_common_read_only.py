@@ -1,8 +1,8 @@
 """rpc(read_only=True): a unit of work without a transaction, that cannot write.
 
 On PostgreSQL through a real container and broker: what a read-only method sees, that a write
-in it fails and leaves nothing, and that its pooled connection goes back to writing methods
-transactional again (a connection left in autocommit would commit half of a failed write)."""
+in it fails and leaves nothing, and that the writing methods' connections stay transactional
+after read-only calls (a connection left in autocommit would commit half of a failed write)."""
 import pytest
 from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ServiceRpcProxy
@@ -67,8 +67,7 @@ def test_a_read_only_method_reads_without_a_transaction_and_cannot_write(contain
 
         with pytest.raises(RemoteError, match="WriteInReadOnlyUnit"):
             notes.sneaky_write("never stored")
-        # The connection the read-only calls used is transactional again: the failed
-        # write rolls back whole.
+        # Writing methods are still transactional: the failed write rolls back whole.
         with pytest.raises(RemoteError, match="failed after writing"):
             notes.write("rolled back", then_fail=True)
     assert count_notes(notes_db) == 1
