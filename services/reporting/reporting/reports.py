@@ -35,7 +35,7 @@ from crm_common.validation import load
 from reporting import periods, report_tables
 from reporting.models import (
     ContractFact, CustomerFact, CustomerLastFollowup, FollowupFact, FunnelCohortRollup, FunnelStageTimeRollup,
-    OpportunityFact, OrderFact, OrderLineFact, PipelineStageRollup, SalesDayRollup)
+    OpportunityFact, OrderFact, OrderLineFact, PipelineStageRollup, SalesDayRegionRollup, SalesDayRollup)
 from reporting.schemas import (
     LIFECYCLE_STAGES, ActivitiesFilters, ContractsFilters, CustomersSummaryFilters, ExportOptions, ForecastFilters,
     FunnelFilters, SalesByOwnerFilters, SalesByPeriodFilters, SalesByProductFilters, TopCustomersFilters)
@@ -263,11 +263,12 @@ class Reports:
         filters = load(SalesByPeriodFilters, filters or {})
         granularity = filters["granularity"]
         date_from, date_to = self._range(filters, granularity)
-        if any(name in filters for name in CUSTOMER_ATTRIBUTES):
-            statement = self._sales_by_day_from_orders(filters, granularity, date_from, date_to)
+        if any(name in filters for name in CUSTOMER_ATTRIBUTES if name != "region"):
+            statements = [self._sales_by_day_from_orders(filters, granularity, date_from, date_to)]
         else:
-            statement = self._sales_by_day_from_rollup(filters, granularity, date_from, date_to)
+            statements = self._sales_by_day_from_rollup(filters, granularity, date_from, date_to)
         period_rows = periods.roll_up(((day, currency, (orders, decimal(revenue), decimal(paid)))
+                                       for statement in statements
                                        for day, currency, orders, revenue, paid in self.session.execute(statement)),
                                       granularity)
         rows = [{"period": periods.period_label(start, granularity), "period_start": start.isoformat(),
@@ -285,16 +286,65 @@ class Reports:
         }
 
     def _sales_by_day_from_rollup(self, filters, granularity, date_from, date_to):
-        """(period start, currency, orders, revenue, paid) from sales_day_rollups: days x owners x
-        currencies (a few thousand rows a year) instead of every order. Scoped on the rollup's own
-        owner columns, as the orders are on theirs."""
-        rollup = SalesDayRollup
+        """[select of (period start, currency, orders, revenue, paid)], summed together: from the
+        rollups, a few thousand rows a year, instead of every order (with region, no industry or tier).
+
+        - A team's or everyone's sales: sales_day_region_rollups (day x team x region x currency).
+          A manager sees the team's and their own elsewhere: the second comes from the per-owner
+          figures, a handful of rows.
+        - One owner's (a rep, or ``owner_id``): sales_day_rollups (day x owner x team x currency);
+          with a region, that owner's orders by their region copy (no join)."""
+        context = self.context
+        if "owner_id" in filters or context.role == "sales" or (context.role == "manager" and not context.team_id):
+            return [self._owner_sales(filters, granularity, date_from, date_to)]
+        if context.role == "manager":
+            # The team's, and the manager's own outside it (visibility: team or mine).
+            return [self._team_sales(filters, granularity, date_from, date_to, team=context.team_id),
+                    self._owner_sales(filters, granularity, date_from, date_to, outside_team=context.team_id)]
+        if visibility(context, OrderFact.owner_id, OrderFact.owner_team_id) is None:
+            return [self._team_sales(filters, granularity, date_from, date_to)]
+        # Any other role sees only its own (visibility decides, in _scope).
+        return [self._owner_sales(filters, granularity, date_from, date_to)]
+
+    def _team_sales(self, filters, granularity, date_from, date_to, team=None):
+        rollup = SalesDayRegionRollup
         start = period_start_sql(self.session, rollup.day, granularity)
         statement = select(start, rollup.currency, func.sum(rollup.orders), func.sum(rollup.revenue),
                            func.sum(rollup.paid)).where(rollup.day >= date_from, rollup.day <= date_to)
-        # A period whose orders all moved away (cancelled, other owner) keeps zero rows: no period.
-        return (self._scope(statement, rollup, filters).group_by(start, rollup.currency)
-                .having(func.sum(rollup.orders) > 0))
+        for value in (team, filters.get("team")):
+            if value is not None:
+                statement = statement.where(rollup.owner_team_id == value)
+        if "region" in filters:
+            statement = statement.where(rollup.region == filters["region"])
+        # No HAVING needed: a rollup row whose orders all moved away (cancelled, another owner or
+        # region) is deleted by its trigger, so every period read has orders.
+        return statement.group_by(start, rollup.currency)
+
+    def _owner_sales(self, filters, granularity, date_from, date_to, outside_team=None):
+        """One owner's figures as visibility and the owner filters scope them (``outside_team``:
+        only those of other teams than this one)."""
+        if "region" in filters:
+            # One owner's orders in a region: ix_order_facts_owner_region.
+            source = OrderFact
+            start = period_start_sql(self.session, source.placed_on, granularity)
+            statement = select(start, source.currency, func.count(), func.sum(source.total),
+                               func.sum(source.paid_amount)).where(
+                source.counted.is_(True), source.placed_on >= date_from, source.placed_on <= date_to,
+                source.customer_region == filters["region"])
+        else:
+            source = SalesDayRollup
+            start = period_start_sql(self.session, source.day, granularity)
+            statement = select(start, source.currency, func.sum(source.orders), func.sum(source.revenue),
+                               func.sum(source.paid)).where(source.day >= date_from, source.day <= date_to)
+        if outside_team is None:
+            return self._scope(statement, source, filters).group_by(start, source.currency)
+        # A manager's own figures in other teams (the team's come from _team_sales): said outright,
+        # since "team or mine, and not the team" would keep the database from the owner's index.
+        statement = statement.where(source.owner_id == self.context.user_id,
+                                    func.coalesce(source.owner_team_id, "") != outside_team)
+        if "team" in filters:
+            statement = statement.where(source.owner_team_id == filters["team"])
+        return statement.group_by(start, source.currency)
 
     def _sales_by_day_from_orders(self, filters, granularity, date_from, date_to):
         """The same from order_facts, for a customer attribute filter: the rollup has no customer

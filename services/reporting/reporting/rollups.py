@@ -162,6 +162,15 @@ ROLLUPS = (
                   ("paid", column("paid_amount"), CENTS)),
     ),
     Rollup(
+        table="sales_day_region_rollups", source="order_facts",
+        reads=("counted", "placed_on", "owner_team_id", "customer_region", "currency", "total", "paid_amount"),
+        condition=sql("{r}.counted AND {r}.placed_on IS NOT NULL"),
+        keys=(("day", column("placed_on")), TEAM, ("region", sql("COALESCE({r}.customer_region, '')")),
+              ("currency", column("currency"))),
+        counters=(("orders", sql("1"), EXACT), ("revenue", column("total"), CENTS),
+                  ("paid", column("paid_amount"), CENTS)),
+    ),
+    Rollup(
         table="funnel_cohort_rollups", source="opportunity_facts",
         reads=("pipeline_id", "created_at", "owner_id", "owner_team_id", "status", "furthest_position", "stage",
                "closed_at"),
@@ -197,38 +206,126 @@ ROLLUPS = (
 )
 
 
+# --- order_facts.customer_region: a copy of the customer's region --------------------------
+#
+# Kept by the database like the rollups, whoever writes: a customer fact written, changed or
+# removed sets the copy on its orders; an order written or moved to another customer (a merge)
+# takes its customer's region. An order whose customer is not known yet has none (NULL), as the
+# join it replaces found none. On SQLite a trigger cannot set NEW's columns: an inserted order
+# without its region gets it by an UPDATE after the insert (reporting.ingest gives the orders it
+# writes their region already, sparing the rollups that second move). These triggers are created
+# before the rollups' so that SQLite, which runs the newest trigger first, counts the insert
+# before the move.
+
+REGION_OF = "(SELECT region FROM customer_facts WHERE customer_id = {order}.customer_id)"
+
+
+def _region_copy_triggers(dialect):
+    set_orders = ("UPDATE order_facts SET customer_region = {region} WHERE customer_id = {row}.customer_id "
+                  "AND customer_region IS DISTINCT FROM {region}")
+    if dialect == POSTGRESQL:
+        return [
+            "CREATE OR REPLACE FUNCTION customer_region_copy() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "  IF TG_OP = 'DELETE' THEN\n"
+            f"    {set_orders.format(region='NULL', row='OLD')};\n"
+            "  ELSE\n"
+            f"    {set_orders.format(region='NEW.region', row='NEW')};\n"
+            "  END IF;\n"
+            "  RETURN NULL;\n"
+            "END\n$$",
+            "CREATE TRIGGER customer_region_copy_insert_delete AFTER INSERT OR DELETE ON customer_facts "
+            "FOR EACH ROW EXECUTE FUNCTION customer_region_copy()",
+            "CREATE TRIGGER customer_region_copy_update AFTER UPDATE OF region ON customer_facts "
+            "FOR EACH ROW WHEN (OLD.region IS DISTINCT FROM NEW.region) EXECUTE FUNCTION customer_region_copy()",
+            "CREATE OR REPLACE FUNCTION order_customer_region() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            f"BEGIN\n  NEW.customer_region := {REGION_OF.format(order='NEW')};\n  RETURN NEW;\nEND\n$$",
+            # BEFORE: the rollup triggers (AFTER) see the order with its region already.
+            "CREATE TRIGGER order_customer_region BEFORE INSERT OR UPDATE OF customer_id ON order_facts "
+            "FOR EACH ROW EXECUTE FUNCTION order_customer_region()",
+        ]
+    set_orders = set_orders.replace("IS DISTINCT FROM", "IS NOT")
+    return [
+        f"CREATE TRIGGER customer_region_copy_insert AFTER INSERT ON customer_facts "
+        f"BEGIN {set_orders.format(region='NEW.region', row='NEW')}; END",
+        f"CREATE TRIGGER customer_region_copy_update AFTER UPDATE OF region ON customer_facts "
+        f"WHEN OLD.region IS NOT NEW.region BEGIN {set_orders.format(region='NEW.region', row='NEW')}; END",
+        f"CREATE TRIGGER customer_region_copy_delete AFTER DELETE ON customer_facts "
+        f"BEGIN {set_orders.format(region='NULL', row='OLD')}; END",
+        f"CREATE TRIGGER order_customer_region_insert AFTER INSERT ON order_facts "
+        f"WHEN NEW.customer_region IS NOT {REGION_OF.format(order='NEW')} "
+        f"BEGIN UPDATE order_facts SET customer_region = {REGION_OF.format(order='NEW')} "
+        f"WHERE order_id = NEW.order_id; END",
+        # customer_id is no rollup's column: only this trigger's own UPDATE moves the rollup rows.
+        "CREATE TRIGGER order_customer_region AFTER UPDATE OF customer_id ON order_facts "
+        "WHEN OLD.customer_id IS NOT NEW.customer_id "
+        f"BEGIN UPDATE order_facts SET customer_region = {REGION_OF.format(order='NEW')} "
+        "WHERE order_id = NEW.order_id; END",
+    ]
+
+
+def _drop_region_copy_triggers(dialect):
+    if dialect == POSTGRESQL:
+        return ["DROP TRIGGER IF EXISTS customer_region_copy_insert_delete ON customer_facts",
+                "DROP TRIGGER IF EXISTS customer_region_copy_update ON customer_facts",
+                "DROP TRIGGER IF EXISTS order_customer_region ON order_facts",
+                "DROP FUNCTION IF EXISTS customer_region_copy()",
+                "DROP FUNCTION IF EXISTS order_customer_region()"]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in (
+        "customer_region_copy_insert", "customer_region_copy_update", "customer_region_copy_delete",
+        "order_customer_region_insert", "order_customer_region")]
+
+
+def copy_customer_regions(connection):
+    """Set every order's customer_region from its customer (a migration's backfill)."""
+    connection.exec_driver_sql(f"UPDATE order_facts SET customer_region = {REGION_OF.format(order='order_facts')}")
+
+
 def _dialect(connection):
     return connection.dialect.name
 
 
-def create_triggers(connection):
-    """Create (or, on PostgreSQL, replace) every rollup's triggers; a migration and ``create_all`` call it."""
+def _chosen(tables):
+    """The rollups whose table ``tables`` names; all of them for None. (A migration names those
+    that existed at its revision: a later rollup's table is not there yet.)"""
+    return [rollup for rollup in ROLLUPS if tables is None or rollup.table in tables]
+
+
+def create_triggers(connection, tables=None, region_copy=True):
+    """Create (or, on PostgreSQL, replace) the rollups' triggers and the region copy's; a migration
+    and ``create_all`` call it."""
     dialect = _dialect(connection)
-    for rollup in ROLLUPS:
+    if region_copy:
+        for statement in _drop_region_copy_triggers(dialect) + _region_copy_triggers(dialect):
+            connection.exec_driver_sql(statement)
+    for rollup in _chosen(tables):
         for statement in rollup.drop_triggers(dialect) + rollup.triggers(dialect):
             connection.exec_driver_sql(statement)
 
 
-def forget_empty_rows(connection):
+def forget_empty_rows(connection, tables=None):
     """Delete the rollup rows no fact counts in any more (see Rollup._forget_if_empty)."""
-    for rollup in ROLLUPS:
+    for rollup in _chosen(tables):
         connection.exec_driver_sql(f"DELETE FROM {rollup.table} WHERE {rollup.counters[0][0]} = 0")
 
 
 def drop_triggers(connection):
+    for statement in _drop_region_copy_triggers(_dialect(connection)):
+        connection.exec_driver_sql(statement)
     for rollup in ROLLUPS:
         for statement in rollup.drop_triggers(_dialect(connection)):
             connection.exec_driver_sql(statement)
 
 
-def recompute(session):
-    """Every rollup computed again from the facts (in the caller's transaction).
+def recompute(session, tables=None):
+    """Every rollup (or those whose table ``tables`` names) computed again from the facts, in the
+    caller's transaction.
 
     Emptied, then filled with an upsert that overwrites: a consumer that committed a new rollup
     row meanwhile had committed its fact too, which the refill's own reading of the facts sees.
     """
     dialect = _dialect(session.get_bind())
-    for rollup in ROLLUPS:
+    for rollup in _chosen(tables):
         session.execute(text(f"DELETE FROM {rollup.table}"))
         session.execute(text(rollup._upsert(rollup.from_facts(dialect), adding=False)))
 

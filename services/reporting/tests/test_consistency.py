@@ -39,7 +39,8 @@ def test_equal_totals_are_consistent(facts):
         "orders 2026-10 USD": (1, 1), "revenue 2026-10 USD": ("99.50", "99.50"),
         "orders 2026-11 CNY": (1, 1), "revenue 2026-11 CNY": ("300.00", "300.00"),
         # Each rollup against the facts: rows that differ.
-        "rollup sales_day_rollups": (0, 0), "rollup funnel_cohort_rollups": (0, 0),
+        "rollup sales_day_rollups": (0, 0), "rollup sales_day_region_rollups": (0, 0),
+        "rollup funnel_cohort_rollups": (0, 0),
         "rollup funnel_stage_time_rollups": (0, 0), "rollup pipeline_stage_rollups": (0, 0)}
 
 

@@ -21,7 +21,8 @@ from crm_common.validation import load
 
 from reporting import rollups
 from reporting.ingest import apply_event
-from reporting.models import Base, OpportunityFact, OrderFact, SalesDayRollup, StageChangeFact
+from reporting.models import (
+    Base, CustomerFact, OpportunityFact, OrderFact, SalesDayRegionRollup, SalesDayRollup, StageChangeFact)
 from reporting.personal_data import apply_erased
 from reporting.reports import Reports, percent, days
 from reporting.schemas import FunnelFilters
@@ -128,6 +129,10 @@ def random_stream(seed, customer, order, opportunity, envelope):
     customers = [str(uuid.uuid4()) for _ in range(5)]
     events = [envelope("customer.created", customer(id=id_, region=rng.choice(["east", "west"])))
               for id_ in customers]
+    # Customers moving region (or losing it): their orders' sales move with them, whenever the
+    # change arrives relative to the orders.
+    events += [envelope("customer.updated", customer(id=id_, version=version, region=rng.choice(["east", "west", None])))
+               for id_ in rng.sample(customers, 3) for version in (2, 3)]
     for _ in range(14):
         events += [envelope(kind, data) for kind, data in order_history(rng, order, customers)]
     for _ in range(10):
@@ -155,7 +160,8 @@ def apply_all(factory, events):
 class FromFacts(Reports):
     """The two reports as they were computed before the rollups."""
 
-    _sales_by_day_from_rollup = Reports._sales_by_day_from_orders
+    def _sales_by_day_from_rollup(self, *args):
+        return [self._sales_by_day_from_orders(*args)]
 
     def sales_funnel(self, filters=None):
         return funnel_from_facts(self, filters)
@@ -229,6 +235,8 @@ SALES_FILTERS = [
     {}, {"granularity": "day", "from": "2026-10-01", "to": "2026-11-30"}, {"granularity": "week"},
     {"granularity": "quarter", "from": "2025-01-01", "to": "2026-12-31"}, {"owner_id": ALICE}, {"team": "east"},
     {"team": "west", "granularity": "day"}, {"region": "east"}, {"from": "2026-11-02", "to": "2026-11-02"},
+    {"region": "west", "granularity": "day"}, {"team": "east", "region": "east"}, {"owner_id": BOB, "region": "west"},
+    {"team": "west", "region": "west", "granularity": "quarter"},
 ]
 FUNNEL_FILTERS = [
     {"pipeline": PIPELINE}, {"pipeline": OTHER_PIPELINE},
@@ -348,7 +356,8 @@ def test_two_consumers_writing_one_order_at_once_lose_nothing_on_postgresql(firs
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_the_migration_fills_the_rollups_from_the_facts_already_held(database, tmp_path):
-    """Facts written before 0004 are summed into the new rollups; later writes are followed."""
+    """Facts written before 0004 are summed into the new rollups, orders take their customer's
+    region (0007); later writes are followed."""
     def check(url):
         upgrade("reporting.migrations", url, revision="0003")
         engine = make_engine(url)
@@ -359,10 +368,19 @@ def test_the_migration_fills_the_rollups_from_the_facts_already_held(database, t
                     "total, paid_amount, placed_on, version) VALUES "
                     "('o1', 'c1', 'u1', 'east', 'paid', TRUE, 'CNY', 10.50, 10.50, '2026-11-02', 1), "
                     "('o2', 'c1', NULL, NULL, 'cancelled', FALSE, 'CNY', 99.00, 0, '2026-11-02', 1)"))
+                connection.execute(text(
+                    "INSERT INTO customer_facts (customer_id, name, lifecycle_stage, region, created_at, created_on, "
+                    "deleted, version) VALUES ('c1', 'Acme', 'lead', 'east', '2026-11-01 09:00:00', '2026-11-01', "
+                    "FALSE, 1)"))
             upgrade("reporting.migrations", url)
             with make_session_factory(engine).begin() as session:
                 assert rollups.differences(session) == NO_DIFFERENCES
                 assert session.execute(select(SalesDayRollup.owner_id, SalesDayRollup.orders)).all() == [("u1", 1)]
+                assert session.execute(select(SalesDayRegionRollup.owner_team_id, SalesDayRegionRollup.region,
+                                              SalesDayRegionRollup.orders)).all() == [("east", "east", 1)]
+                # The customer moves region: its sales move with it.
+                session.execute(update(CustomerFact).where(CustomerFact.customer_id == "c1").values(region="west"))
+                assert session.execute(select(SalesDayRegionRollup.region)).scalars().all() == ["west"]
                 session.execute(update(OrderFact).where(OrderFact.order_id == "o2").values(counted=True))
                 assert rollups.differences(session) == NO_DIFFERENCES
         finally:

@@ -19,6 +19,10 @@ down_revision = '0003'
 branch_labels = None
 depends_on = None
 
+# This revision's rollups (later revisions add others, whose tables are not there yet).
+ROLLUP_TABLES = ('sales_day_rollups', 'funnel_cohort_rollups', 'funnel_stage_time_rollups',
+                 'pipeline_stage_rollups')
+
 
 def upgrade():
     op.create_table('sales_day_rollups',
@@ -68,8 +72,8 @@ def upgrade():
     )
     bind = op.get_bind()
     # Filled from the facts already held, then kept by the triggers from here on (one transaction).
-    rollups.recompute(Session(bind=bind))
-    rollups.create_triggers(bind)
+    rollups.recompute(Session(bind=bind), tables=ROLLUP_TABLES)
+    rollups.create_triggers(bind, tables=ROLLUP_TABLES, region_copy=False)
 
 
 def downgrade():
