@@ -119,7 +119,9 @@ def _raise_query_timeout(context):
         # SQLAlchemy still invalidates this connection and the pool (it does so
         # after this handler, whatever it raises), so the next checkout
         # reconnects; an event handler retries (503 is worth retrying).
-        raise ServiceUnavailable("The database connection was lost; try again.")
+        lost = ServiceUnavailable("The database connection was lost; try again.")
+        lost.connection_lost = True  # a read-only unit of work retries once (Database.worker_setup)
+        raise lost
     if context.connection is None and isinstance(context.sqlalchemy_exception, OperationalError):
         # No connection could be made (the server is restarting, or refuses more
         # clients): the database is unavailable, a 503, not a 500.
@@ -262,16 +264,23 @@ class Database(DependencyProvider):
         method = getattr(service, method_name)
         relay = self.relay
 
+        read_only = session.info.get(READ_ONLY, False)
+
         def run_and_commit(*args, **kwargs):
             try:
                 result = method(*args, **kwargs)
                 session.commit()
-            except BaseException:
+            except BaseException as error:
                 # Roll back before nameko sends the error reply, not at
                 # teardown: until then a SQLite write lock would still be held,
                 # and SQLite's lock wait blocks every green thread.
                 session.rollback()
-                raise
+                if not (read_only and getattr(error, "connection_lost", False)):
+                    raise
+                # A pooled connection had died (the database restarted, a backend was
+                # terminated): the pool has been replaced, and a read is safe to run again.
+                result = method(*args, **kwargs)
+                session.commit()
             if session.info.pop(OUTBOX_WRITTEN, False):
                 relay.kick()
             return result

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, select, text
 
 from crm_common.db import Database
 from crm_common.entrypoints import rpc
+from crm_common.errors import ServiceUnavailable
 from crm_common_test_helpers import notes_table, notes_metadata
 from crm_common.testing import kernel_metadata
 from test_common_db import count_notes
@@ -71,3 +72,23 @@ def test_a_read_only_method_reads_without_a_transaction_and_cannot_write(contain
         with pytest.raises(RemoteError, match="failed after writing"):
             notes.write("rolled back", then_fail=True)
     assert count_notes(notes_db) == 1
+
+
+def test_a_read_only_method_survives_a_connection_that_died_in_the_pool(container_factory, rabbit_config, notes_db):
+    """A read runs again once on a fresh connection; a write answers 503 (it may not be repeated)."""
+    config = dict(rabbit_config, DB_URL=notes_db, max_workers=1)
+    container_factory(NotesService, config).start()
+    with ServiceRpcProxy("read_only_notes", rabbit_config, timeout=10) as notes:
+        note_id = notes.write("kept")
+        assert notes.read(note_id) == "kept"  # both pools now hold a live connection
+        database = notes_db.rsplit("/", 1)[1]
+        engine = create_engine(notes_db.rsplit("/", 1)[0] + "/postgres")
+        with engine.connect() as admin:
+            killed = admin.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :database AND pid <> pg_backend_pid()"), {"database": database}).scalar()
+        engine.dispose()
+        assert killed >= 2
+        assert notes.read(note_id) == "kept"
+        with pytest.raises(ServiceUnavailable, match="connection was lost"):
+            notes.write("after the cut")
