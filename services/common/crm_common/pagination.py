@@ -104,7 +104,8 @@ def keyset_page(session, statement, sort_column, id_column, descending, limit, c
         statement = statement.order_by(sort_column.desc(), id_column.desc())
     else:
         statement = statement.order_by(sort_column.asc(), id_column.asc())
-    rows = session.execute(statement.limit(limit + 1)).scalars().all()
+    # unique(): a page may join a collection in (joinedload), one result row per element.
+    rows = session.execute(statement.limit(limit + 1)).scalars().unique().all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -141,6 +141,9 @@ class CustomerBook:
     def list(self, filters=None, limit=None, cursor=None, sort=None):
         limit = check_limit(limit)
         statement, sort_column, descending, sort_value = self.statement(filters, sort)
+        # The page's tags in the same round trip (SQLAlchemy joins them to the limited page): a
+        # second SELECT per page was a fifth of a search's time in this service.
+        statement = statement.options(joinedload(Customer.tag_rows))
         rows, next_cursor = keyset_page(self.session, statement, sort_column, Customer.id,
                                         descending, limit, cursor, sort_value=sort_value)
         return {"items": [to_dict(row) for row in rows], "next_cursor": next_cursor}

@@ -467,19 +467,37 @@ def test_a_create_delivered_again_after_it_committed_answers_with_its_own_custom
         CustomerBook(session, replace(as_alice, request_id="r-alice-2")).create(dict(data))
 
 
-def test_reading_a_customer_with_its_tags_is_one_query(session, as_alice):
+def statements_of(session, action):
+    """(what ``action()`` returns, the SQL statements it ran)."""
     from sqlalchemy import event
 
-    created = CustomerBook(session, as_alice).create({"kind": "company", "name": "One Trip Ltd", "tags": ["vip", "east"]})
-    session.commit()
-    session.expunge_all()
     statements = []
     engine = session.get_bind()
     listener = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        read = to_dict(CustomerBook(session, as_alice).get(created["id"]))
+        return action(), statements
     finally:
         event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_reading_a_customer_with_its_tags_is_one_query(session, as_alice):
+    created = CustomerBook(session, as_alice).create({"kind": "company", "name": "One Trip Ltd", "tags": ["vip", "east"]})
+    session.commit()
+    session.expunge_all()
+    read, statements = statements_of(session, lambda: to_dict(CustomerBook(session, as_alice).get(created["id"])))
     assert read["tags"] == ["east", "vip"]
+    assert len(statements) == 1, statements
+
+
+def test_a_page_of_customers_with_their_tags_is_one_query(session, as_alice):
+    for number in range(3):
+        CustomerBook(session, as_alice).create({"kind": "company", "name": f"Page {number} Ltd",
+                                                "tags": ["vip", f"t{number}"]})
+    session.commit()
+    session.expunge_all()
+    page, statements = statements_of(session, lambda: CustomerBook(session, as_alice).list({"q": "page"}, 2, None, None))
+    # Two customers of three (a cursor for the third), each with its own tags, none repeated.
+    assert [customer["tags"] for customer in page["items"]] == [["t2", "vip"], ["t1", "vip"]]
+    assert page["next_cursor"] is not None
     assert len(statements) == 1, statements
