@@ -1,25 +1,19 @@
 """Read-model freshness under write load: how far behind the writes the reports are.
 
-    .venv/bin/python loadtests/bench/report_freshness.py                      # both modes, 200 writes/s, 60 s
-    .venv/bin/python loadtests/bench/report_freshness.py --mode api --rate 200 --seconds 60 --threads 24
-    .venv/bin/python loadtests/bench/report_freshness.py --mode events --rate 200 --seconds 60
+    .venv/bin/python loadtests/bench/report_freshness.py --rate 200 --seconds 60 --threads 24
 
 Starts the whole system on throwaway PostgreSQL databases and a fresh RabbitMQ
-vhost (as the end-to-end tests do), then:
+vhost (as the end-to-end tests do), then writes through the gateway, a pure
+client, from a thread pool paced at --rate writes per second for --seconds:
+new customers (POST /customers) and placed orders (POST /orders, then
+POST /orders/<id>/confirm: two writes) in turn. Prints the rate the gateway
+really sustained (on a 2-core machine running every service, PostgreSQL and
+RabbitMQ it may be well under the target). (An earlier mode published events
+to the bus itself, posing as the services' outbox relays with envelopes read
+from their databases: a benchmark must not write to the bus or read a
+service's database, so it is gone.)
 
-- mode "api": writes through the gateway from a thread pool, paced at --rate
-  writes per second for --seconds: new customers (POST /customers) and placed
-  orders (POST /orders, then POST /orders/<id>/confirm: two writes) in turn.
-  Prints the rate the gateway really sustained (on a 2-core machine running
-  every service, PostgreSQL and RabbitMQ it may be well under the target).
-- mode "events": publishes customer.created and order.placed envelopes
-  straight to the customers and sales event exchanges at --rate per second
-  from --publishers threads, as those services' outbox relays do (same exchange, routing key and context
-  headers; the envelopes are copies of real ones the services wrote for one
-  customer and one order, with new ids and times), so the reporting consumer
-  alone is measured.
-
-For each mode it prints the read-model lag from reporting's
+It prints the read-model lag from reporting's
 crm_reporting_event_lag_seconds histogram (commit of the read model minus the
 event's occurred_at; p50/p95/p99 interpolated within buckets, as Prometheus'
 histogram_quantile does, over this run's observations only) and the end-to-end
@@ -28,7 +22,6 @@ lag: from the last write's answer (or the last publish) until the reports
 expected totals, polled every 50 ms over HTTP.
 """
 import argparse
-import copy
 import json
 import sys
 import threading
@@ -41,8 +34,6 @@ from decimal import Decimal
 
 # nameko (imported by crm_common) warns that eventlet is deprecated on every start: noise here.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-
-from sqlalchemy import create_engine, text  # noqa: E402
 
 from crm_common.testing import wait_until  # noqa: E402
 from crm_common.testing_system import ADMIN_EMAIL, ADMIN_PASSWORD, login, running_system  # noqa: E402
@@ -234,62 +225,6 @@ def api_writes(api, rate, seconds, threads, customer_ids, tally):
     return tally, time.monotonic() - started
 
 
-# --- publishing events as the services' outbox relays do -----------------------------
-
-def outbox_envelope(db_url, event_type):
-    """A real envelope the service wrote to its outbox (the newest of that type)."""
-    engine = create_engine(db_url)
-    with engine.connect() as connection:
-        payload = connection.execute(text(
-            "SELECT payload FROM crm_outbox WHERE event_type = :type ORDER BY id DESC LIMIT 1"),
-            {"type": event_type}).scalar()
-    engine.dispose()
-    if payload is None:
-        sys.exit(f"no {event_type} in the outbox of {db_url}")
-    return json.loads(payload)
-
-
-def publish_events(system, rate, seconds, threads, customer_template, order_template, tally):
-    """Publish copies of the templates, customer.created and order.placed in turn, at ``rate`` per second
-    from ``threads`` threads (one publisher, so one connection, each: as separate relays would)."""
-    from nameko.amqp.publish import Publisher
-    from nameko.standalone.events import get_event_exchange
-
-    from crm_common.outbox import context_headers
-
-    config = {"AMQP_URI": system.env["AMQP_URI"]}
-    exchanges = {service: get_event_exchange(service, config) for service in ("customers", "sales")}
-    pacer = Pacer(rate, seconds)
-    counter, counter_lock = iter(range(10 ** 9)), threading.Lock()
-
-    def worker():
-        publisher = Publisher(config["AMQP_URI"], serializer="json", declare=list(exchanges.values()))
-        while pacer.wait():
-            with counter_lock:
-                n = next(counter)
-            now = datetime.now(timezone.utc).isoformat()
-            if n % 2 == 0:
-                envelope, service = copy.deepcopy(customer_template), "customers"
-                envelope["data"].update(id=str(uuid.uuid4()), name=f"Event Co {n}", created_at=now,
-                                        updated_at=now, version=1)
-            else:
-                envelope, service = copy.deepcopy(order_template), "sales"
-                envelope["data"].update(id=str(uuid.uuid4()), confirmed_at=now, created_at=now, updated_at=now)
-            envelope.update(event_id=str(uuid.uuid4()), occurred_at=now)
-            publisher.publish(envelope, exchange=exchanges[service], routing_key=envelope["type"],
-                              extra_headers=context_headers(envelope))
-            if service == "customers":
-                tally.add(customers=1)
-            else:
-                tally.add(orders=1, revenue=Decimal(envelope["data"]["total"]))
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(worker) for _ in range(threads)]:
-            future.result()
-    return tally, time.monotonic() - started
-
-
 # --- reading the reports -------------------------------------------------------------
 
 def report_totals(api):
@@ -344,84 +279,68 @@ class BacklogWatch:
                 self.worst = (behind, time.monotonic() - self.started)
 
 
-def run_mode(mode, system, admin, args, customer_ids):
+def measure(system, admin, args, customer_ids):
     metrics_before_text = system.metrics("reporting")
     metrics_before = lag_buckets(metrics_before_text)
     baseline = report_totals(admin)
     watch = BacklogWatch(admin, baseline)
     watch.tally = Tally()
     watch.thread.start()
-    if mode == "api":
-        tally, elapsed = api_writes(admin, args.rate, args.seconds, args.threads, customer_ids, watch.tally)
-        last = tally.last_answer
-        print(f"\n[api] {tally.writes} writes in {elapsed:.1f} s through the gateway = "
-              f"{tally.writes / elapsed:.1f} writes/s sustained (target {args.rate}/s, {args.threads} threads); "
-              f"{tally.customers} customers, {tally.orders} orders placed, {tally.failures} failed "
-              f"{json.dumps(tally.errors) if tally.errors else ''}", flush=True)
-    else:
-        customer_template = outbox_envelope(system.env["CRM_CUSTOMERS_DB_URL"], "customer.created")
-        order_template = outbox_envelope(system.env["CRM_SALES_DB_URL"], "order.placed")
-        tally, elapsed = publish_events(system, args.rate, args.seconds, args.publishers, customer_template,
-                                        order_template, watch.tally)
-        last = tally.last_answer
-        print(f"\n[events] {tally.writes} events published in {elapsed:.1f} s = {tally.writes / elapsed:.1f}/s "
-              f"(target {args.rate}/s): {tally.customers} customer.created, {tally.orders} order.placed", flush=True)
+    tally, elapsed = api_writes(admin, args.rate, args.seconds, args.threads, customer_ids, watch.tally)
+    last = tally.last_answer
+    print(f"\n[api] {tally.writes} writes in {elapsed:.1f} s through the gateway = "
+          f"{tally.writes / elapsed:.1f} writes/s sustained (target {args.rate}/s, {args.threads} threads); "
+          f"{tally.customers} customers, {tally.orders} orders placed, {tally.failures} failed "
+          f"{json.dumps(tally.errors) if tally.errors else ''}", flush=True)
     expected = (baseline[0] + tally.customers, baseline[1] + tally.orders, baseline[2] + tally.revenue)
     shown = report_totals(admin)
     behind_at_end = expected[0] - shown[0] + expected[1] - shown[1]
     seconds, seen = end_to_end(admin, expected, last, args.timeout)
     watch.stopped.set()
     watch.thread.join()
-    print(f"[{mode}] largest backlog seen (sampled each second): {watch.worst[0]} events not yet in the reports "
+    print(f"[api] largest backlog seen (sampled each second): {watch.worst[0]} events not yet in the reports "
           f"{watch.worst[1]:.0f} s into the run")
     if seconds is None:
-        print(f"[{mode}] end to end: the reports did not reach {expected} within {args.timeout:.0f} s "
+        print(f"[api] end to end: the reports did not reach {expected} within {args.timeout:.0f} s "
               f"(last seen {seen})")
     else:
-        print(f"[{mode}] end to end: reports showed the expected totals {seconds * 1000:.0f} ms after the last "
-              f"{'write answered' if mode == 'api' else 'event was published'} "
+        print(f"[api] end to end: reports showed the expected totals {seconds * 1000:.0f} ms after the last "
+              f"write answered "
               f"(customers {expected[0]}, CNY orders {expected[1]}, revenue {expected[2]})")
         if behind_at_end > 0 and seconds > 0:
-            print(f"[{mode}] when the writes stopped the reports lacked {behind_at_end} events; reporting caught up "
+            print(f"[api] when the writes stopped the reports lacked {behind_at_end} events; reporting caught up "
                   f"at {behind_at_end / seconds:.0f} events/s (with the writers' CPU free again)")
         events = tally.customers + tally.orders
-        print(f"[{mode}] reporting consumed {events} events in {elapsed + seconds:.1f} s = "
+        print(f"[api] reporting consumed {events} events in {elapsed + seconds:.1f} s = "
               f"{events / (elapsed + seconds):.1f} events/s (from the first write until the reports caught up)")
     metrics_after = system.metrics("reporting")
-    print(f"[{mode}] read-model lag (crm_reporting_event_lag_seconds, customer.created + order.placed): "
+    print(f"[api] read-model lag (crm_reporting_event_lag_seconds, customer.created + order.placed): "
           f"{lag_summary(metrics_before, lag_buckets(metrics_after))}", flush=True)
     for event_type in CONSUMED:
         lag = lag_summary(lag_buckets(metrics_before_text, (event_type,)), lag_buckets(metrics_after, (event_type,)))
-        print(f"[{mode}]   {event_type}: {lag}")
+        print(f"[api]   {event_type}: {lag}")
     return tally, elapsed, seconds
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=("api", "events", "both"), default="both")
-    parser.add_argument("--rate", type=float, default=200.0, help="target writes (or events) per second")
+    parser.add_argument("--rate", type=float, default=200.0, help="target writes per second")
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--threads", type=int, default=24, help="writer threads in api mode")
-    parser.add_argument("--publishers", type=int, default=4, help="publishing threads in events mode")
+    parser.add_argument("--threads", type=int, default=24, help="writer threads")
     parser.add_argument("--timeout", type=float, default=300.0, help="give the reports this long to catch up")
     args = parser.parse_args()
 
     with running_system("bench") as system:
         print(f"system running at {system.gateway_url} (logs in {system.workdir})", flush=True)
         admin = login(system, ADMIN_EMAIL, ADMIN_PASSWORD)
-        # Orders are placed for these; their first orders are the templates of the events mode.
+        # Orders are placed for these.
         customer_ids, _ = seed_customers(admin, 20)
         # Start from a caught-up read model, so the baseline totals are the real ones.
         wait_until(lambda: report_totals(admin)[:2] == (20, 20), 60, interval=0.1,
                    message="the reports show the seeded customers and orders")
-        summary = {}
-        for mode in (("api", "events") if args.mode == "both" else (args.mode,)):
-            summary[mode] = run_mode(mode, system, admin, args, customer_ids)
-    print("\nsummary:")
-    for mode, (tally, elapsed, seconds) in summary.items():
-        what = "gateway writes" if mode == "api" else "published events (consumer alone)"
-        fresh = f"{seconds * 1000:.0f} ms" if seconds is not None else "not reached"
-        print(f"  {mode:<6} {tally.writes / elapsed:7.1f}/s {what}; reports fresh after {fresh}")
+        tally, elapsed, seconds = measure(system, admin, args, customer_ids)
+    fresh = f"{seconds * 1000:.0f} ms" if seconds is not None else "not reached"
+    print(f"\nsummary: {tally.writes / elapsed:.1f}/s gateway writes; reports fresh after {fresh}")
     return 0
 
 
