@@ -44,6 +44,20 @@ def path(route, **query):
     return API + route + ("?" + urlencode(query) if query else "")
 
 
+
+def failure_text(response):
+    """What a failed answer says, for locust's error report: a problem's code, detail and the fields
+    it names (never cut off, so a refusal can be told by its field), else the start of the body."""
+    try:
+        problem = response.json()
+    except (ValueError, TypeError):  # not JSON, or no body
+        problem = None
+    if isinstance(problem, dict) and "detail" in problem:
+        fields = ", ".join(sorted(problem.get("errors") or {}))
+        return (f"{response.status_code}: {problem.get('code', '')}: {problem['detail']}"
+                + (f" (fields: {fields})" if fields else ""))
+    return f"{response.status_code}: {response.text[:200]}"
+
 class Persona(FastHttpUser):
     abstract = True
     wait_time = think_time()
@@ -68,7 +82,7 @@ class Persona(FastHttpUser):
     def _post_json(self, url, body):
         with self.client.post(url, json=body, catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(f"{response.status_code}: {response.text[:200]}")
+                response.failure(failure_text(response))
                 raise RuntimeError(f"POST {url} answered {response.status_code}; this user stops")
             return response.json()
 
@@ -83,7 +97,7 @@ class Persona(FastHttpUser):
         with self.client.request(method, url, name=name, headers=headers, catch_response=True,
                                  **kwargs) as response:
             if not 200 <= response.status_code < 300:
-                response.failure(f"{response.status_code}: {response.text[:200]}")
+                response.failure(failure_text(response))
                 return None
             if "json" not in response.headers.get("Content-Type", ""):
                 return {}
@@ -98,7 +112,7 @@ class Persona(FastHttpUser):
                                   catch_response=True) as response:
                 if 200 <= response.status_code < 300:
                     return response.json()
-                response.failure(f"{response.status_code}: {response.text[:200]}")
+                response.failure(failure_text(response))
                 if not (response.status_code == 422 and "customer_id" in response.json().get("errors", {})
                         and time.monotonic() < deadline):
                     return None
