@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 
 from sqlalchemy import (
-    Date, Integer, String, and_, cast, func, literal, null, or_, select, text, type_coerce, union_all)
+    Date, Integer, String, and_, cast, func, literal, null, or_, select, text, tuple_, type_coerce, union_all)
 
 from crm_common import tabular
 from crm_common.context import RequestContext
@@ -218,15 +218,8 @@ class Reports:
                     statement = statement.where(getattr(CustomerFact, name) == filters[name])
             return statement
 
-        # One round trip for every breakdown: a UNION ALL of one GROUP BY per dimension.
         dimensions = ("lifecycle_stage",) + CUSTOMER_DIMENSIONS
-        breakdown = union_all(*(
-            current(literal(name).label("dimension"), getattr(CustomerFact, name).label("key"),
-                    func.count().label("count")).group_by(getattr(CustomerFact, name))
-            for name in dimensions))
-        counts = {name: {} for name in dimensions}
-        for dimension, key, count in self.session.execute(breakdown):
-            counts[dimension][key] = count
+        counts = self._breakdowns(current, dimensions)
 
         by_stage = dict.fromkeys(LIFECYCLE_STAGES, 0)
         # A stage this service does not know yet is still counted, under its own name.
@@ -256,6 +249,35 @@ class Reports:
             "new_customers": per_period(CustomerFact.created_on),
             "churned": per_period(CustomerFact.churned_on, CustomerFact.lifecycle_stage == "churned"),
         }
+
+    def _breakdowns(self, current, dimensions):
+        """{dimension: {value: customers}} of the customers ``current(*columns)`` selects.
+
+        PostgreSQL counts every dimension in one pass over the rows (GROUPING SETS; GROUPING() says
+        which dimension a row counts, since a NULL value is a key too): a busy rep's 10,000
+        customers were read five times by the UNION ALL of one GROUP BY per dimension (75 ms).
+        SQLite has no grouping sets and keeps the union: one round trip all the same."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return self._breakdowns_one_by_one(current, dimensions)
+        counts = {name: {} for name in dimensions}
+        columns = [getattr(CustomerFact, name) for name in dimensions]
+        statement = current(*columns, *(func.grouping(column) for column in columns), func.count()).group_by(
+            func.grouping_sets(*(tuple_(column) for column in columns)))
+        width = len(columns)
+        for row in self.session.execute(statement):
+            dimension = next(index for index in range(width) if row[width + index] == 0)
+            counts[dimensions[dimension]][row[dimension]] = row[-1]
+        return counts
+
+    def _breakdowns_one_by_one(self, current, dimensions):
+        counts = {name: {} for name in dimensions}
+        breakdown = union_all(*(
+            current(literal(name).label("dimension"), getattr(CustomerFact, name).label("key"),
+                    func.count().label("count")).group_by(getattr(CustomerFact, name))
+            for name in dimensions))
+        for dimension, key, count in self.session.execute(breakdown):
+            counts[dimension][key] = count
+        return counts
 
     # --- 2. sales-by-period ------------------------------------------------
 

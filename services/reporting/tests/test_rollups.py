@@ -166,6 +166,9 @@ class FromFacts(Reports):
     def _sales_by_owner_from_rollup(self, *args):
         return self._sales_by_owner_from_orders(*args)
 
+    def _breakdowns(self, current, dimensions):
+        return self._breakdowns_one_by_one(current, dimensions)
+
     def sales_funnel(self, filters=None):
         return funnel_from_facts(self, filters)
 
@@ -258,6 +261,9 @@ def assert_reports_match_the_facts(session, contexts):
             by_owner = {name: value for name, value in filters.items() if name not in ("owner_id", "granularity")}
             assert (Reports(session, context, now=NOW).run("sales-by-owner", by_owner)
                     == FromFacts(session, context, now=NOW).run("sales-by-owner", by_owner)), (context.role, by_owner)
+        for filters in ({}, {"region": "east"}, {"team": "west", "tier": "B"}):
+            assert (Reports(session, context, now=NOW).run("customers-summary", filters)
+                    == FromFacts(session, context, now=NOW).run("customers-summary", filters)), (context.role, filters)
         for filters in FUNNEL_FILTERS:
             assert (Reports(session, context, now=NOW).run("sales-funnel", filters)
                     == FromFacts(session, context, now=NOW).run("sales-funnel", filters)), (context.role, filters)
