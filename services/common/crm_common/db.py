@@ -6,9 +6,11 @@ RPC reply or acknowledges the event. (nameko calls dependency
 would acknowledge writes that might still fail.) An exception rolls back.
 
 A method declared ``rpc(read_only=True)`` gets a session without a transaction
-(the connection in autocommit): no BEGIN and COMMIT round trips around its
-queries, which under READ COMMITTED see what they would have seen inside one
-(each statement its own snapshot). A write through that session raises.
+(the connection in autocommit; on PostgreSQL from a pool of its own): no BEGIN
+and COMMIT round trips around its queries, which under READ COMMITTED see what
+they would have seen inside one (each statement its own snapshot). A write
+through that session raises. A read whose pooled connection had died (the
+database restarted) runs again once; a write answers 503.
 """
 import logging
 
@@ -210,7 +212,8 @@ class Database(DependencyProvider):
 
             upgrade(self.migrations, self.url)
         # Enough connections for every worker plus the outbox relay; of those,
-        # CRM_DB_IDLE_CONNECTIONS stay open when idle (default: all of them).
+        # CRM_DB_IDLE_CONNECTIONS stay open when idle (default: all of them), in
+        # each pool (PostgreSQL has a second one for read-only methods).
         # The test runner keeps few: the test systems alive at one time share
         # the server's max_connections (100 on a stock PostgreSQL), and a
         # system's idle pools held most of them after a busy test.
