@@ -7,6 +7,7 @@ still runs for customer-attribute filters), and the funnel as it was computed be
 """
 import random
 import uuid
+from decimal import Decimal
 from datetime import date, datetime, time, timedelta, timezone
 
 import eventlet
@@ -325,6 +326,18 @@ def test_recompute_repairs_a_rollup_and_facts_written_by_hand_are_counted(factor
         assert session.execute(select(SalesDayRollup.orders, SalesDayRollup.revenue)).one() == (1, 1)
 
 
+@pytest.fixture
+def race_factory():
+    """Sessions on a migrated throwaway PostgreSQL database, for two consumers racing."""
+    with postgres_database("crm_test_rollups_race") as url:
+        upgrade("reporting.migrations", url)
+        engine = make_engine(url)
+        try:
+            yield make_session_factory(engine)
+        finally:
+            engine.dispose()
+
+
 def wait_until_blocked(session):
     """Until another connection waits for a lock in this database (a condition, not a time)."""
     query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -336,35 +349,55 @@ def wait_until_blocked(session):
 
 
 @pytest.mark.parametrize("first, second", [(2, 3), (3, 2)])
-def test_two_consumers_writing_one_order_at_once_lose_nothing_on_postgresql(first, second, order, envelope):
+def test_two_consumers_writing_one_order_at_once_lose_nothing_on_postgresql(first, second, order, envelope,
+                                                                            race_factory):
     """Consumer A holds version ``first`` uncommitted while B applies ``second``: B waits for A's row,
     then sees A's version as the old one (newer wins), so no contribution is subtracted twice."""
-    with postgres_database("crm_test_rollups_race") as url:
-        upgrade("reporting.migrations", url)
-        engine = make_engine(url)
-        factory = make_session_factory(engine)
-        try:
-            placed = order(version=1, owner_id=ALICE, owner_team_id="east", total="100.00")
-            other = order(version=1, owner_id=BOB, owner_team_id="west", total="7.00", id=str(uuid.uuid4()))
-            apply_all(factory, [envelope("order.placed", placed)])
-            versions = {2: dict(placed, version=2, owner_id=BOB, owner_team_id="west"),
-                        3: dict(placed, version=3, status="cancelled")}
-            a, watcher = factory(), factory()
-            apply_event(a, envelope("order.updated", versions[first]))
-            apply_event(a, envelope("order.placed", other))  # holds BOB's rollup row too
-            b = eventlet.spawn(apply_all, factory, [envelope("order.updated", versions[second]),
-                                                    envelope("order.placed", dict(other, version=2))])
-            wait_until_blocked(watcher)
-            a.commit()
-            b.wait()
-            with factory() as session:
-                assert rollups.differences(session) == NO_DIFFERENCES
-                assert session.get(OrderFact, placed["id"]).version == 3
-                assert session.execute(select(func.sum(SalesDayRollup.orders))).scalar() == 1  # only "other"
-            a.close()
-            watcher.close()
-        finally:
-            engine.dispose()
+    factory = race_factory
+    placed = order(version=1, owner_id=ALICE, owner_team_id="east", total="100.00")
+    other = order(version=1, owner_id=BOB, owner_team_id="west", total="7.00", id=str(uuid.uuid4()))
+    apply_all(factory, [envelope("order.placed", placed)])
+    versions = {2: dict(placed, version=2, owner_id=BOB, owner_team_id="west"),
+                3: dict(placed, version=3, status="cancelled")}
+    a, watcher = factory(), factory()
+    apply_event(a, envelope("order.updated", versions[first]))
+    apply_event(a, envelope("order.placed", other))  # holds BOB's rollup row too
+    b = eventlet.spawn(apply_all, factory, [envelope("order.updated", versions[second]),
+                                            envelope("order.placed", dict(other, version=2))])
+    wait_until_blocked(watcher)
+    a.commit()
+    b.wait()
+    with factory() as session:
+        assert rollups.differences(session) == NO_DIFFERENCES
+        assert session.get(OrderFact, placed["id"]).version == 3
+        assert session.execute(select(func.sum(SalesDayRollup.orders))).scalar() == 1  # only "other"
+    a.close()
+    watcher.close()
+
+
+def test_an_order_added_while_another_empties_its_rollup_row_is_counted_on_postgresql(order, envelope,
+                                                                                      race_factory):
+    """Consumer A cancels the only order of a rollup row: the row reaches zero and A's trigger deletes
+    it, uncommitted. Consumer B places another order with the same key meanwhile: its upsert waits
+    for A's lock, and once A commits the deletion it inserts the row again (ON CONFLICT re-checks).
+    Nothing is lost and no zero row stays."""
+    factory = race_factory
+    first = order(version=1, owner_id=ALICE, owner_team_id="east", total="100.00")
+    second = order(version=1, owner_id=ALICE, owner_team_id="east", total="7.00", id=str(uuid.uuid4()))
+    apply_all(factory, [envelope("order.placed", first)])
+    a, watcher = factory(), factory()
+    apply_event(a, envelope("order.cancelled", dict(first, version=2, status="cancelled")))
+    assert a.execute(select(func.count()).select_from(SalesDayRollup)).scalar() == 0  # deleted, uncommitted
+    b = eventlet.spawn(apply_all, factory, [envelope("order.placed", second)])
+    wait_until_blocked(watcher)
+    a.commit()
+    b.wait()
+    with factory() as session:
+        assert rollups.differences(session) == NO_DIFFERENCES
+        assert session.execute(select(SalesDayRollup.orders, SalesDayRollup.revenue)).all() == [
+            (1, Decimal("7.00"))]
+    a.close()
+    watcher.close()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
