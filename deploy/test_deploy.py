@@ -10,7 +10,7 @@ engine or cluster here): `make test` runs this as its own suite
 - deploy/compose.yaml: valid against the vendored Compose schema
   (compose-spec.json, run from deploy/tools/.venv), every container has a
   healthcheck, the CRM waits on healthy dependencies, environment from the
-  README's configuration table, ports at the README's defaults, every image
+  configuration table (docs/configuration.md), ports at its defaults, every image
   built from its own Dockerfile on the `base` service's image, a one-shot
   `backup` service, and its Prometheus config (compose/prometheus.yml) in step
   with deploy/prometheus;
@@ -20,7 +20,7 @@ engine or cluster here): `make test` runs this as its own suite
   resources (RabbitmqCluster, CloudNativePG Cluster), for which no schema is
   bundled, are checked here field by field instead. Every service has a
   Deployment with probes, resources and a non-root securityContext, a Service
-  on its README port, an HPA on CPU and a PDB, and reads its database URL from
+  on its documented port, an HPA on CPU and a PDB, and reads its database URL from
   the Secret of its own CloudNativePG Cluster; RabbitMQ makes the durable
   shared queues quorum queues; a nightly backup CronJob (crmctl, on a
   PersistentVolumeClaim, retention from a ConfigMap); images consistent
@@ -58,9 +58,9 @@ def port_var(service):
 
 
 def readme_configuration():
-    """{variable: default} from the README's Configuration table; a row that
+    """{variable: default} from the Configuration table of docs/configuration.md; a row that
     names several variables (`A`, `B`) with as many defaults gives each its own."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "configuration.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     variables = {}
     for line in table.splitlines():
@@ -348,13 +348,13 @@ def test_compose_builds_each_image_from_its_own_dockerfile_on_the_base(service, 
 @pytest.mark.parametrize("service", SERVICES)
 def test_compose_environment_is_the_readmes_configuration(service):
     env = COMPOSE["services"][service]["environment"]
-    assert set(env) - set(README_VARS) == set(), "variables the README does not document"
+    assert set(env) - set(README_VARS) == set(), "variables docs/configuration.md does not document"
     assert env["CRM_BIND_HOST"] == "0.0.0.0"
     assert env["CRM_DB"] == "postgres"
     for other in SERVICES:
         assert env[f"CRM_{other.upper()}_DB_URL"].endswith(f"@postgres:5432/crm_{other}")
     assert "@rabbitmq:5672/" in env["AMQP_URI"]
-    # Ports at the README's defaults, where Prometheus and the healthcheck look.
+    # Ports at the documented defaults, where Prometheus and the healthcheck look.
     assert int(env[port_var(service)]) == README_PORTS[service]
     exposed = COMPOSE["services"][service].get("expose", []) + [
         mapping.split(":")[-1] for mapping in COMPOSE["services"][service].get("ports", [])]

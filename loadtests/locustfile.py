@@ -3,7 +3,7 @@ user that loads the customers service without the gateway.
 
 Run it from its own virtualenv (locust runs on gevent, the services on
 eventlet): `make loadtest-venv`, then `make loadtest` (see the Makefile and the
-README's "Load tests"), or by hand, from the repository root:
+docs/testing.md, "Load tests"), or by hand, from the repository root:
 
     loadtests/.venv/bin/locust -f loadtests/locustfile.py --headless \\
         -u 20 -r 5 -t 1m --host http://127.0.0.1:8000 [SalesRep Manager ...]

@@ -1,7 +1,7 @@
 """Configuration read from environment variables.
 
 Every service reads the same small set of variables; the names are listed in
-the README's configuration table. Values are read at call time so tests can
+the configuration table of docs/configuration.md. Values are read at call time so tests can
 set them with monkeypatch.
 """
 import os

@@ -13,7 +13,7 @@ manager their team's, a record one may not see answers 404) are the
 services' and come on top.
 
 ``python -m gateway.permissions`` prints the matrix as the Markdown table the
-README carries (a unit test keeps the two equal).
+docs/security.md carries (a unit test keeps the two equal).
 """
 from dataclasses import dataclass
 

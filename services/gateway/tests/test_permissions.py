@@ -1,4 +1,4 @@
-"""The permission matrix: every route is decided by it, and the README shows it as it is."""
+"""The permission matrix: every route is decided by it, and docs/security.md shows it as it is."""
 import json
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from gateway.permissions import MATRIX, render_markdown, rule
 from gateway.service import GatewayService, openapi_json
 from gateway_support import assert_problem
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 START, END = "<!-- permission-matrix -->\n", "<!-- /permission-matrix -->"
 
 
@@ -58,11 +58,11 @@ def test_a_rule_the_matrix_lacks_is_refused():
         permissions.check_matrix({"customers": {"read": ("admin", "boss")}})
 
 
-def test_the_readme_shows_the_matrix_as_it_is():
-    text = README.read_text(encoding="utf-8")
-    assert text.count(START) == 1 and text.count(END) == 1, "README lacks the permission-matrix markers"
+def test_the_security_doc_shows_the_matrix_as_it_is():
+    text = SECURITY_DOC.read_text(encoding="utf-8")
+    assert text.count(START) == 1 and text.count(END) == 1, "docs/security.md lacks the permission-matrix markers"
     copy = text.split(START, 1)[1].split(END, 1)[0]
-    assert copy == render_markdown(), "README's matrix is stale: paste `python -m gateway.permissions` into it"
+    assert copy == render_markdown(), "docs/security.md's matrix is stale: paste `python -m gateway.permissions` into it"
 
 
 def test_the_module_prints_the_table():

@@ -63,7 +63,7 @@ CHECKSUM_METHODS = {
 KEYS_REMINDER = (
     "Personal data in the databases is encrypted: reading it after a restore needs the data keys "
     "(the key file CRM_DATA_KEYS_FILE, or CRM_DATA_KEYS), which are NOT in the backup. "
-    "Keep them apart, in your secret store (README, Security).")
+    "Keep them apart, in your secret store (docs/security.md).")
 ROOT = Path(__file__).resolve().parents[4]
 
 
