@@ -153,7 +153,7 @@ def build(params):
     keys_file = DATA_DIR / "data-keys.json"
     keys_file.unlink(missing_ok=True)  # a new data set, sealed with a new keyring
     print(f"making the bench data set: {json.dumps(params)}", flush=True)
-    with running_system("benchdata", extra_env={"CRM_DATA_KEYS_FILE": str(keys_file)}) as system:
+    with running_system("benchdata", extra_env={"CRM_DATA_KEYS_FILE": str(keys_file)}, test_timers=False) as system:
         gateway = seed.Gateway(system.gateway_url, ADMIN_EMAIL, ADMIN_PASSWORD)
         users = make_users(gateway, params)
         reps = [user for user in users if user["role"] == "sales"]

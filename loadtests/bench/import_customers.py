@@ -82,7 +82,7 @@ def main(argv=None):
     if args.start_system:
         from crm_common.testing_system import ADMIN_EMAIL, ADMIN_PASSWORD, running_system
 
-        with running_system("bench") as system:
+        with running_system("bench", test_timers=False) as system:
             print(f"system running at {system.gateway_url} (logs in {system.workdir})", flush=True)
             run(system.gateway_url, ADMIN_EMAIL, ADMIN_PASSWORD, args)
         return

@@ -9,6 +9,7 @@ it all on exit, so a run never sees another run's queues or rows.
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -167,12 +168,25 @@ def login(system, email, password):
     return Api(system.gateway_url, response.json()["access_token"])
 
 
+TEST_TIMERS = {
+    # Reminders and deliveries are looked for every second, not every five.
+    "CRM_REMINDER_SCAN_SECONDS": "1",
+    # Webhook retries after 0.5 s, 1 s, 2 s ... instead of 30 s, 60 s ..., looked for 4 times a second.
+    "CRM_WEBHOOK_BACKOFF_BASE": "0.5",
+    "CRM_WEBHOOK_SCAN_SECONDS": "0.25",
+}
+
+
 @contextmanager
-def running_system(name="e2e", workdir=None, extra_env=None, templates=None):
-    """Start the whole system; yields the System, stops and removes everything on exit.
+def running_system(name="e2e", workdir=None, extra_env=None, templates=None, test_timers=True):
+    """Start the whole system; yields the System, stops and removes everything on exit (a
+    failed run's logs are kept: keep_logs).
 
     ``templates`` maps a service to a database its own starts as a copy of (the bench's
-    data set); the others start empty."""
+    data set); the others start empty. ``test_timers``: reminders and webhook deliveries are
+    looked for several times a second, so tests wait little for them; the benchmarks run with
+    the services' own intervals, as deployed (at four scans a second, the scans were a fifth of
+    the notifications service's time under load)."""
     run_id = secrets.token_hex(4)
     with ExitStack() as cleanup:
         if workdir is None:
@@ -198,11 +212,6 @@ def running_system(name="e2e", workdir=None, extra_env=None, templates=None):
             "CRM_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "CRM_RPC_TIMEOUT": "3",
             "CRM_EVENT_RETRY_DELAYS": "0.2,0.5",
-            # Reminders and deliveries are looked for every second, not every five.
-            "CRM_REMINDER_SCAN_SECONDS": "1",
-            # Webhook retries after 0.5 s, 1 s, 2 s ... instead of 30 s, 60 s ..., looked for 4 times a second.
-            "CRM_WEBHOOK_BACKOFF_BASE": "0.5",
-            "CRM_WEBHOOK_SCAN_SECONDS": "0.25",
             # One admin account drives the tests and the benchmarks from many threads
             # (test_scaling, report_freshness at 200 writes/s): far above a person's
             # rate. The limiter still runs (and costs what it costs); its own tests
@@ -215,6 +224,7 @@ def running_system(name="e2e", workdir=None, extra_env=None, templates=None):
             # provokes sign-in locks pose as its own client (X-Forwarded-For) and so lock
             # neither 127.0.0.1 nor the other tests out.
             "CRM_TRUSTED_PROXIES": "127.0.0.1",
+            **(TEST_TIMERS if test_timers else {}),
             **(extra_env or {}),
         }
         for service in SERVICES:
@@ -240,4 +250,17 @@ def running_system(name="e2e", workdir=None, extra_env=None, templates=None):
             system.wait_healthy(instance)
         system.start("gateway")
         wait_until(system.ready, 60, interval=0.25, message="gateway /ready")
-        yield system
+        try:
+            yield system
+        except BaseException:
+            keep_logs(workdir, name)
+            raise
+
+
+def keep_logs(workdir, name):
+    """Copy the services' logs out of a run that failed, before its workdir goes: the only
+    record of what the services saw (a 500 in the bench's data set build was lost this way)."""
+    kept = Path(tempfile.mkdtemp(prefix=f"crm-{name}-failed-"))
+    for log_file in Path(workdir).glob("*.log"):
+        shutil.copy2(log_file, kept / log_file.name)
+    print(f"the services' logs of this failed run are kept in {kept}", file=sys.stderr)
