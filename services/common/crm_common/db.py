@@ -13,6 +13,7 @@ through that session raises. A read whose pooled connection had died (the
 database restarted) runs again once; a write answers 503.
 """
 import logging
+from functools import partial
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event, MetaData, text
@@ -290,7 +291,13 @@ class Database(DependencyProvider):
 
         # nameko looks the method up after worker_setup: this instance
         # attribute makes it run inside the unit of work.
-        setattr(service, method_name, run_and_commit)
+        if getattr(worker_ctx.entrypoint, "batched", False):
+            from crm_common.consumer import apply_batch
+
+            # An event handler's worker gets a batch of deliveries (crm_common.consumer).
+            setattr(service, method_name, partial(apply_batch, method, session, worker_ctx, relay.kick))
+        else:
+            setattr(service, method_name, run_and_commit)
 
     def worker_teardown(self, worker_ctx):
         session = self.sessions.pop(worker_ctx, None)

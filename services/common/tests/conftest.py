@@ -24,14 +24,25 @@ def test_keyring(monkeypatch):
 @pytest.fixture
 def sqlite_url(tmp_path):
     """A SQLite file with the notes table and the kernel tables, as a service would have."""
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    create_service_tables(url)
+    return url
+
+
+@pytest.fixture
+def pg_service_url(pg_url):
+    """``sqlite_url`` on PostgreSQL."""
+    create_service_tables(pg_url)
+    return pg_url
+
+
+def create_service_tables(url):
     from crm_common.testing import kernel_metadata  # imports every kernel table
 
-    url = f"sqlite:///{tmp_path / 'service.db'}"
     engine = create_engine(url)
     notes_metadata.create_all(engine)
     kernel_metadata.create_all(engine)
     engine.dispose()
-    return url
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 import queue
 import time
 
+import eventlet.event
 import pytest
+from kombu import Connection
 from nameko.amqp.publish import Publisher
+from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import create_engine, select
 
@@ -266,3 +269,75 @@ def test_wildcard_handler_receives_every_type_and_counts_each_under_its_own(
     assert sample("crm_events_consumed_total", service=name, type="thing.broke", outcome="retry") == 1
     assert sample("crm_events_consumed_total", service=name, type="other.thing_changed", outcome="ok") == 1
     assert not sample("crm_events_consumed_total", service=name, type="#", outcome="ok")  # never counted
+
+
+# --- batches: many deliveries, one transaction ------------------------------------------
+
+class WorkerData(DependencyProvider):
+    """The live context data of the worker (what audit entries and outgoing calls carry), and a
+    count of workers started."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def get_dependency(self, worker_ctx):
+        self.workers.append(worker_ctx)
+        return worker_ctx.data
+
+
+def make_batching_service(name, release, seen, workers, poison):
+    """Records (item, user id of the worker's context) per delivery; its first delivery waits for
+    ``release``, so that the deliveries behind it pile up."""
+
+    class BatchingService:
+        db = Database()
+        worker_data = WorkerData(workers)
+
+        @event_handler("producer", "thing.happened")
+        def handle(self, envelope):
+            if not seen:
+                release.wait()
+            item = envelope["data"]["item"]
+            seen.append((item, self.worker_data.get("user_id")))
+            if first_delivery(self.db, envelope):
+                self.db.execute(notes_table.insert().values(text=item))
+            if item == poison:
+                # Refused as invalid: dead-lettered at once, without retries.
+                raise ValidationFailed(f"{item} cannot be applied", {"item": ["Not applicable."]})
+
+    BatchingService.name = name
+    return BatchingService
+
+
+def ready_in_queue(amqp_uri, queue_name):
+    """Messages the broker still holds for ``queue_name`` (not yet sent to a consumer)."""
+    with Connection(amqp_uri) as connection:
+        return connection.default_channel.queue_declare(queue_name, passive=True).message_count
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_deliveries_waiting_behind_a_worker_are_applied_together_and_a_bad_one_fails_alone(
+        database, request, container_factory, rabbit_config, get_message_from_queue, sample, unique_name):
+    url = request.getfixturevalue("sqlite_url" if database == "sqlite" else "pg_service_url")
+    name = unique_name("batch")
+    release, seen, workers = eventlet.event.Event(), [], []
+    container_factory(make_batching_service(name, release, seen, workers, poison="item-7"),
+                      dict(rabbit_config, DB_URL=url)).start()
+    actors = [RequestContext(request_id=f"req-{n}", user_id=f"user-{n}", role="sales") for n in range(12)]
+    for n in range(12):
+        publish_event(rabbit_config, make_envelope("producer", "thing.happened", {"item": f"item-{n}"}, actors[n]))
+    # All twelve have reached the service: the first is being applied, eleven wait behind it.
+    wait_for(lambda: ready_in_queue(rabbit_config["AMQP_URI"], handler_queue(name)) == 0,
+             message="every delivery sent to the service")
+    release.send()
+
+    dead = get_message_from_queue(dead_letter_queue_name(name), timeout=10)
+    assert dead.payload["data"]["item"] == "item-7"
+    wait_for(lambda: sample("crm_events_consumed_total", service=name, type="thing.happened",
+                            outcome="ok") == 11, message="the other eleven applied")
+    # Every event but the bad one applied once; the bad one's effect rolled back with it.
+    assert sorted(notes(url)) == sorted(f"item-{n}" for n in range(12) if n != 7)
+    # The eleven that waited were applied by one worker, not eleven.
+    assert len(workers) == 2
+    # Each delivery ran as the actor who caused its event, in the batch and when applied alone.
+    assert set(seen) == {(f"item-{n}", f"user-{n}") for n in range(12)}
