@@ -1,4 +1,5 @@
 """crm_common.outbox: events committed with the change that caused them, published by the relay."""
+import socket
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -478,3 +479,67 @@ def test_two_service_instances_on_postgres_deliver_each_event_once(
              message="sentinel event")
     backlog = [e["event_id"] for e, _ in received if "item" not in e["data"]]
     assert sorted(backlog) == sorted(e["event_id"] for e in envelopes)
+
+
+# --- confirms: rows are marked sent only once the broker has them ------------------------
+
+def test_rows_the_broker_did_not_confirm_stay_pending_and_go_out_again():
+    engine = make_engine("sqlite://")
+    kernel_metadata.create_all(engine)
+    Session = make_session_factory(engine)
+    sent = []
+
+    def broker_lost_them():
+        raise TimeoutError("the broker did not confirm 3 events within 10 s")
+
+    with Session() as session:
+        envelopes = add_pending(session, 3)
+        with pytest.raises(TimeoutError):
+            publish_pending(session, sent.append, confirm=broker_lost_them)
+        assert pending_stats(session)[0] == 3
+        first = session.execute(select(outbox_table).order_by(outbox_table.c.id)).first()
+        assert "did not confirm" in first.last_error
+
+        # A failure after some were sent: only what the broker confirmed is marked.
+        def fails_at_the_third(envelope):
+            if envelope["event_id"] == envelopes[2]["event_id"]:
+                raise ConnectionError("connection reset")
+            sent.append(envelope)
+
+        with pytest.raises(ConnectionError):
+            publish_pending(session, fails_at_the_third, confirm=broker_lost_them)
+        assert pending_stats(session)[0] == 3
+        with pytest.raises(ConnectionError):
+            publish_pending(session, fails_at_the_third, confirm=lambda: None)
+        assert pending_stats(session)[0] == 1
+
+        assert publish_pending(session, sent.append, confirm=lambda: None) == 1
+        assert pending_stats(session)[0] == 0
+    # Everything went out at least once; the unconfirmed ones more than once (consumers drop those).
+    assert {envelope["event_id"] for envelope in sent} == {envelope["event_id"] for envelope in envelopes}
+
+
+def test_relay_replaces_a_broker_connection_that_died_between_passes_and_loses_nothing(
+        container_factory, rabbit_config, unique_name):
+    received = []
+    start(container_factory, make_consumer(received), rabbit_config)
+    engine = make_engine("sqlite://")
+    kernel_metadata.create_all(engine)
+    Session = make_session_factory(engine)
+    relay = OutboxRelay(Session, rabbit_config, "producer")
+    try:
+        with Session() as session:
+            add_pending(session, 2)
+        assert relay.relay_once() == 2
+        # The broker connection dies while the relay is idle (a broker restart, a cut network).
+        relay.publisher.connection.connection.sock.shutdown(socket.SHUT_RDWR)
+        with Session() as session:
+            later = add_pending(session, 3)
+        assert relay.relay_once() == 3  # on a new connection, in the same pass
+        wait_for(lambda: len(received) == 5, message="all five events")
+        assert [envelope["event_id"] for envelope, _ in received[2:]] == [envelope["event_id"] for envelope in later]
+        with Session() as session:
+            assert session.execute(select(outbox_table.c.last_error).where(
+                outbox_table.c.last_error.is_not(None))).all() == []
+    finally:
+        relay.publisher.close()
