@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from crm_common import green_sqlite
 from crm_common.config import db_url, env, env_bool
 from crm_common.errors import QueryTimeout, ServiceUnavailable
 from crm_common.metrics import time_statements
@@ -76,6 +77,15 @@ def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None,
             connect_args={"check_same_thread": False},
             poolclass=StaticPool if in_memory else None,
         )
+
+        if not in_memory:
+            # Every statement, fetch and commit runs in eventlet's OS-thread pool, so a slow
+            # one (an export, a report, a lock wait) no longer freezes the process: see
+            # crm_common.green_sqlite. (An in-memory database is one connection shared by every
+            # green thread, in tests only: it stays a plain one.)
+            @event.listens_for(engine, "do_connect")
+            def _green_connection(dialect, _record, cargs, cparams):
+                return green_sqlite.wrap(dialect.loaded_dbapi.connect(*cargs, **cparams))
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
