@@ -166,10 +166,12 @@ test: venv loadtest-venv rabbitmq postgres promtool kustomize ## run every test 
 
 # One table: the main routes at 32 connections next to the floor (a bare nameko
 # HTTP -> RPC echo) measured in the same run; figures saved to var/bench/. Exits 1
-# when a target is missed, naming it. BENCH_SECONDS / BENCH_CONNECTIONS change the load.
+# when a target is missed, naming it. BENCH_SECONDS / BENCH_CONNECTIONS change the load;
+# BENCH_DB=sqlite runs the services on SQLite files, as the default stack does (its own data set
+# and page, docs/performance-sqlite.md).
 bench: venv loadtest-venv rabbitmq postgres ## rps and p50/p95/p99 of the main routes vs the stack's floor, one table (var/bench/latest.json)
 	@.venv/bin/python loadtests/bench/run_bench.py --seconds $(or $(BENCH_SECONDS),20) \
-	    --connections $(or $(BENCH_CONNECTIONS),32)
+	    --connections $(or $(BENCH_CONNECTIONS),32) --database $(or $(BENCH_DB),postgresql)
 
 # The single-purpose benchmarks, deeper than `make bench` on one thing each. Every one
 # runs even when an earlier one misses its goal (their numbers are what QA wants);

@@ -18,7 +18,9 @@ Made once (about ten minutes here), then reused while its parameters stay the sa
 4. Once every service's outbox and every queue is empty, the system stops and each service's
    database is kept as a PostgreSQL template (crm_bench_data_<service>), its parameters in a
    comment; the keyring the data is sealed with, the users and the customers (id, owner) go
-   to var/bench/data/.
+   to var/bench/data/. On SQLite (``parameters(database="sqlite")``, `make bench BENCH_DB=sqlite`)
+   the system runs on SQLite files, as the default stack does, and var/bench/data-sqlite/ keeps
+   the files (analysed, their write-ahead log folded in) with the rest.
 
 Nothing is vacuumed: dead rows and bloat from the updates stay, as in a live database. The
 tables are ANALYZEd once the data is made, which is what autovacuum's auto-analyze does on a
@@ -35,10 +37,13 @@ import hashlib
 import itertools
 import json
 import random
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -70,23 +75,46 @@ PASSWORD = "bench data password 1"
 QUIET_SECONDS = 1800
 
 
-def parameters(customers=100_000, lines=1_000_000, reps=50, seed_number=6):
+def parameters(customers=100_000, lines=1_000_000, reps=50, seed_number=6, database="postgresql"):
     """What the data set holds; the rest is scaled from the customers (100,000: 50,000 opportunities,
-    200,000 follow-ups, 20,000 contracts)."""
-    return {"customers": customers, "lines": lines, "opportunities": customers // 2, "followups": customers * 2,
-            "contracts": customers // 5, "reps": reps, "seed": seed_number, "generation": GENERATION}
+    200,000 follow-ups, 20,000 contracts). ``database``: "postgresql" (templates on CRM_TEST_PG_URL's
+    server) or "sqlite" (files, as the default stack keeps its data; BENCH_DB=sqlite)."""
+    params = {"customers": customers, "lines": lines, "opportunities": customers // 2, "followups": customers * 2,
+              "contracts": customers // 5, "reps": reps, "seed": seed_number, "generation": GENERATION}
+    if database != "postgresql":  # the PostgreSQL data set's parameters stay what they were
+        params["database"] = database
+    return params
+
+
+def database_of(params):
+    return params.get("database", "postgresql")
+
+
+def data_dir(params):
+    """Where the data set's manifest and keyring are kept (and, on SQLite, its files)."""
+    return DATA_DIR if database_of(params) == "postgresql" else DATA_DIR.with_name(f"data-{database_of(params)}")
+
+
+def template_names(params):
+    """service -> what its database starts as a copy of: a template database, or a SQLite file."""
+    if database_of(params) == "sqlite":
+        return {service: str(data_dir(params) / f"{service}.db") for service in SERVICES}
+    return {service: TEMPLATE.format(service=service) for service in SERVICES}
 
 
 # --- the stored data set -----------------------------------------------------------------
 
 def stored(params):
     """The description of the stored data set when it was made with ``params``; else None."""
-    manifest = DATA_DIR / "manifest.json"
+    manifest = data_dir(params) / "manifest.json"
     if not manifest.exists():
         return None
     described = json.loads(manifest.read_text())
     if described.get("params") != params:
         return None
+    if database_of(params) == "sqlite":
+        # The files are written before the manifest that names their parameters.
+        return described if all(Path(path).exists() for path in template_names(params).values()) else None
     names = [TEMPLATE.format(service=service) for service in SERVICES]
     admin = _postgres_admin_connection()
     with admin.cursor() as cursor:
@@ -132,7 +160,7 @@ def up_to_date(described, params):
         return described
     print("bringing the bench data set to the current schemas", flush=True)
     with running_system("benchdata", extra_env={"CRM_DATA_KEYS_FILE": described["keys_file"]},
-                        templates=described["templates"]) as system:
+                        templates=described["templates"], database=database_of(params)) as system:
         system.stop_all()
         keep_as_templates(system, params)
     described = {**described, "migrations": version}
@@ -141,19 +169,21 @@ def up_to_date(described, params):
 
 
 def write_manifest(described):
-    manifest = DATA_DIR / "manifest.json"
+    manifest = data_dir(described["params"]) / "manifest.json"
     manifest.write_text(json.dumps(described))
     manifest.chmod(0o600)
 
 
 def build(params):
     started = time.monotonic()
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    DATA_DIR.chmod(0o700)
-    keys_file = DATA_DIR / "data-keys.json"
+    directory = data_dir(params)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    keys_file = directory / "data-keys.json"
     keys_file.unlink(missing_ok=True)  # a new data set, sealed with a new keyring
     print(f"making the bench data set: {json.dumps(params)}", flush=True)
-    with running_system("benchdata", extra_env={"CRM_DATA_KEYS_FILE": str(keys_file)}, test_timers=False) as system:
+    with running_system("benchdata", extra_env={"CRM_DATA_KEYS_FILE": str(keys_file)}, test_timers=False,
+                        database=database_of(params)) as system:
         gateway = seed.Gateway(system.gateway_url, ADMIN_EMAIL, ADMIN_PASSWORD)
         users = make_users(gateway, params)
         reps = [user for user in users if user["role"] == "sales"]
@@ -176,7 +206,7 @@ def build(params):
         wait_until_quiet(system)
 
         pipeline = default_pipeline(system)
-        events = DATA_DIR / "sales-events.jsonl"
+        events = directory / "sales-events.jsonl"
         count = write_events(events, params, customers, users, pipeline)
         system.stop("reporting")
         replay_started = time.monotonic()
@@ -192,7 +222,7 @@ def build(params):
         keep_as_templates(system, params)
     described = {"params": params, "keys_file": str(keys_file), "password": PASSWORD, "users": users,
                  "customers": customers, "pipeline": pipeline,
-                 "templates": {service: TEMPLATE.format(service=service) for service in SERVICES},
+                 "templates": template_names(params),
                  "migrations": migrations_version()}
     write_manifest(described)
     print(f"made the bench data set in {time.monotonic() - started:.0f} s", flush=True)
@@ -200,6 +230,16 @@ def build(params):
 
 
 def keep_as_templates(system, params):
+    """Each service's database (the system stopped), analysed, as what later runs start from."""
+    if database_of(params) == "sqlite":
+        for service, kept in template_names(params).items():
+            path = system.env[f"CRM_{service.upper()}_DB_URL"].removeprefix("sqlite:///")
+            with closing(sqlite3.connect(path)) as connection:
+                connection.execute("ANALYZE")
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the one file
+            shutil.copyfile(path, kept)
+            Path(kept).chmod(0o600)
+        return
     admin = _postgres_admin_connection()
     comment = json.dumps(params, sort_keys=True)
     with admin.cursor() as cursor:

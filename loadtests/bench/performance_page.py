@@ -75,11 +75,13 @@ def chart(report, path):
     plt.close(figure)
 
 
-def page(report, source):
+def page(report, source, chart_name="performance.png"):
     throughput, latency = table(report)
     settings, machine = report["settings"], report["machine"]
+    database = settings.get("database", "postgresql")
+    on_sqlite = database == "sqlite"
     return "\n".join([
-        "# Performance",
+        "# Performance on SQLite, the default stack" if on_sqlite else "# Performance",
         "",
         "Every figure is a ratio to the *floor*, a bare nameko HTTP entrypoint calling a bare RPC echo",
         "(`loadtests/bench/floor_service.py`), measured in the same run on the same machine: absolute",
@@ -88,7 +90,10 @@ def page(report, source):
         "",
         "Every figure below comes from one command, on an otherwise idle machine:",
         "",
-        "    make bench        # BENCH_SECONDS=20 BENCH_CONNECTIONS=32 by default",
+        ("    make bench BENCH_DB=sqlite   # BENCH_SECONDS=20 BENCH_CONNECTIONS=32 by default" if on_sqlite else
+         "    make bench        # BENCH_SECONDS=20 BENCH_CONNECTIONS=32 by default"),
+        *(["", "The services keep their data in SQLite files, as `make up` runs by default; "
+           "[performance.md](performance.md) is the same bench on PostgreSQL."] if on_sqlite else []),
         "",
         f"This page is rewritten by each run, from `{source}`: commit `{report['commit'][:12]}`, "
         f"{machine['cores']} cores, {machine['memory_mb']} MB.",
@@ -108,17 +113,21 @@ def page(report, source):
         "",
         *latency,
         "",
-        "![Ratio to the floor and open-loop latency per scenario](performance.png)",
+        f"![Ratio to the floor and open-loop latency per scenario]({chart_name})",
         "",
     ])
 
 
 def main(path):
     report = json.loads(Path(path).read_text())
-    chart(report, CHART)
+    # A run on SQLite (BENCH_DB=sqlite) has a page of its own beside PostgreSQL's.
+    suffix = "" if report["settings"].get("database", "postgresql") == "postgresql" else "-" + report["settings"]["database"]
+    page_path, chart_path = PAGE.with_stem(PAGE.stem + suffix), CHART.with_stem(CHART.stem + suffix)
+    chart(report, chart_path)
     source = Path(path).resolve()
-    PAGE.write_text(page(report, source.relative_to(ROOT) if source.is_relative_to(ROOT) else source))
-    print(f"wrote {PAGE.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")
+    page_path.write_text(page(report, source.relative_to(ROOT) if source.is_relative_to(ROOT) else source,
+                              chart_path.name))
+    print(f"wrote {page_path.relative_to(ROOT)} and {chart_path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -525,6 +525,9 @@ def main():
     parser.add_argument("--latency-seconds", type=float, default=LATENCY_SECONDS,
                         help="measured seconds per scenario of the open-loop latency phase")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default=os.environ.get("BENCH_DB") or "postgresql",
+                        help="where the services keep their data: PostgreSQL, or SQLite files as the default "
+                             "stack does (default: $BENCH_DB, else postgresql)")
     parser.add_argument("--only", type=lambda names: set(names.split(",")), default=set(TARGETS),
                         help="comma-separated scenarios to measure (the floor always is: ratios need it)")
     args = parser.parse_args()
@@ -533,13 +536,15 @@ def main():
         parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(TARGETS)}")
     if not DRIVER_PYTHON.exists():
         sys.exit(f"{DRIVER_PYTHON} is missing: run `make loadtest-venv` first")
-    settings = {"connections": args.connections, "seconds": args.seconds, "warmup_seconds": args.warmup}
-    check_connection_headroom()
-    data = dataset.prepare(dataset.parameters(customers=args.customers, lines=args.lines))
+    settings = {"connections": args.connections, "seconds": args.seconds, "warmup_seconds": args.warmup,
+                "database": args.database}
+    if args.database == "postgresql":
+        check_connection_headroom()
+    data = dataset.prepare(dataset.parameters(customers=args.customers, lines=args.lines, database=args.database))
 
     measured, latency, facts = {}, {}, {}
     with running_system("bench", extra_env={"CRM_DATA_KEYS_FILE": data["keys_file"]},
-                        templates=data["templates"], test_timers=False) as system:
+                        templates=data["templates"], test_timers=False, database=args.database) as system:
         with floor_on_own_vhost(system.workdir) as floor_url:
             print(f"measuring: {args.connections} connections, {args.seconds:g} s after {args.warmup:g} s warm-up",
                   flush=True)

@@ -178,12 +178,15 @@ TEST_TIMERS = {
 
 
 @contextmanager
-def running_system(name="e2e", workdir=None, extra_env=None, templates=None, test_timers=True):
+def running_system(name="e2e", workdir=None, extra_env=None, templates=None, test_timers=True,
+                   database="postgresql"):
     """Start the whole system; yields the System, stops and removes everything on exit (a
     failed run's logs are kept: keep_logs).
 
     ``templates`` maps a service to a database its own starts as a copy of (the bench's
-    data set); the others start empty. ``test_timers``: reminders and webhook deliveries are
+    data set); the others start empty. ``database``: "postgresql" (a database per service on
+    CRM_TEST_PG_URL's server; a template is a database name) or "sqlite" (a file per service in
+    the workdir, as `make up` runs by default; a template is a file path). ``test_timers``: reminders and webhook deliveries are
     looked for several times a second, so tests wait little for them; the benchmarks run with
     the services' own intervals, as deployed (at four scans a second, the scans were a fifth of
     the notifications service's time under load)."""
@@ -228,8 +231,15 @@ def running_system(name="e2e", workdir=None, extra_env=None, templates=None, tes
             **(extra_env or {}),
         }
         for service in SERVICES:
-            env[f"CRM_{service.upper()}_DB_URL"] = cleanup.enter_context(
-                postgres_database(f"crm_{name}_{run_id}_{service}", template=(templates or {}).get(service)))
+            template = (templates or {}).get(service)
+            if database == "sqlite":
+                path = Path(workdir) / f"{service}.db"
+                if template:
+                    shutil.copyfile(template, path)
+                env[f"CRM_{service.upper()}_DB_URL"] = f"sqlite:///{path}"
+            else:
+                env[f"CRM_{service.upper()}_DB_URL"] = cleanup.enter_context(
+                    postgres_database(f"crm_{name}_{run_id}_{service}", template=template))
         if not (extra_env or {}).get("CRM_DATA_KEYS"):
             # One keyring for every process of the system, of its own: a key file
             # in the workdir, made before any of them starts. Keys from the
