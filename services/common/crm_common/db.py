@@ -56,6 +56,10 @@ def recycle_seconds():
     return env("CRM_DB_RECYCLE_SECONDS", DEFAULT_RECYCLE_SECONDS, int)
 
 
+# How long a SQLite writer waits for the database's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
 def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None, max_overflow=None,
                 settings=None):
     """An engine tuned for the backend: SQLite files get WAL and a busy timeout.
@@ -85,14 +89,15 @@ def make_engine(url, pool_size=10, statement_timeout=None, isolation_level=None,
             # green thread, in tests only: it stays a plain one.)
             @event.listens_for(engine, "do_connect")
             def _green_connection(dialect, _record, cargs, cparams):
-                return green_sqlite.wrap(dialect.loaded_dbapi.connect(*cargs, **cparams))
+                return green_sqlite.wrap(dialect.loaded_dbapi.connect(*cargs, **cparams), engine.url.database,
+                                         SQLITE_BUSY_TIMEOUT_MS / 1000)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

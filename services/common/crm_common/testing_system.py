@@ -244,8 +244,8 @@ def running_system(name="e2e", workdir=None, extra_env=None, templates=None, tes
             # One keyring for every process of the system, of its own: a key file
             # in the workdir, made before any of them starts. Keys from the
             # caller's own environment must not mix in.
-            for name in ("CRM_DATA_KEYS", "CRM_BLIND_INDEX_KEY"):
-                env.pop(name, None)
+            for variable in ("CRM_DATA_KEYS", "CRM_BLIND_INDEX_KEY"):
+                env.pop(variable, None)
             env["CRM_DATA_KEYS_FILE"] = (extra_env or {}).get("CRM_DATA_KEYS_FILE") or str(
                 Path(workdir) / KEYS_FILE_NAME)
             write_keys_file(env["CRM_DATA_KEYS_FILE"], new_keys_document(), replace=False)

@@ -98,3 +98,36 @@ def test_statements_fetches_and_transactions_behave_as_plain_sqlite(tmp_path, in
         if not in_memory:
             assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     engine.dispose()
+
+
+def test_writers_of_one_file_take_turns_in_the_order_they_came(tmp_path):
+    """SQLite's own lock wait polls with growing sleeps: under load a writer could lose every race
+    for seconds. Writers queue on a lock of their own instead, first come, first served."""
+    import eventlet
+    from eventlet.event import Event
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE log (writer INTEGER)"))
+    first_may_commit = Event()
+
+    def writer(number, about_to_write):
+        with engine.begin() as connection:
+            # Nothing yields between this and the INSERT asking for the lock.
+            about_to_write.send()
+            connection.execute(text("INSERT INTO log (writer) VALUES (:n)"), {"n": number})
+            if number == 0:
+                first_may_commit.wait()  # holds the write lock while the others line up
+
+    threads = []
+    for number in range(12):
+        about_to_write = Event()
+        threads.append(eventlet.spawn(writer, number, about_to_write))
+        about_to_write.wait()  # this one is in line before the next is started
+    first_may_commit.send()
+    for thread in threads:
+        thread.wait()  # none gave up with "database is locked"
+    with engine.connect() as connection:
+        order = [row.writer for row in connection.execute(text("SELECT writer FROM log ORDER BY rowid"))]
+    assert order == list(range(12))
+    engine.dispose()
