@@ -48,7 +48,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from crm_common import metrics
 from crm_common.config import env
 from crm_common.context import CONTEXT_KEYS, REQUEST_ID, TEAM_ID, USER_ID, USER_ROLE
-from crm_common.db import OUTBOX_WRITTEN, kernel_metadata
+from crm_common.db import OUTBOX_WRITTEN, Database, kernel_metadata
 from crm_common.logs import bind_request_id
 from crm_common.rpc import BROKER_ERRORS
 from crm_common.types import UtcDateTime, utcnow
@@ -179,8 +179,6 @@ class ReliableEventHandler(EventHandler):
         self.service_name = self.container.service_name
         # Batches need the unit of work crm_common.db.Database runs (apply_batch); a service
         # without a database gets one delivery per worker, as nameko gives.
-        from crm_common.db import Database
-
         self.batched = any(isinstance(dependency, Database) for dependency in self.container.dependencies)
         self._waiting = []
         self._applying = False
