@@ -1,6 +1,5 @@
 """crm_common.outbox: events committed with the change that caused them, published by the relay."""
 import socket
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -185,12 +184,14 @@ def test_writes_are_not_blocked_while_the_relay_publishes(
     def pending():
         return sum(1 for row in rows(sqlite_url) if row.published_at is None)
 
+    # A write that had to wait for the relay's lock would come back only once the backlog had
+    # gone (the relay commits once per pass): several writes answered while rows were still
+    # pending show that writers and the relay did not wait on each other. (A time limit per
+    # write, as this test had, failed once on a machine busy with other runs.)
     writes_during_backlog = 0
     with ServiceRpcProxy("producer", rabbit_config, timeout=10) as producer:
         while pending():
-            started = time.monotonic()
             producer.write("during relay")
-            assert time.monotonic() - started < 1.0
             writes_during_backlog += 1
     assert writes_during_backlog >= 3
 
