@@ -133,16 +133,15 @@ class GreenConnection:
     # Outside a transaction these do nothing, at once: no hand-over (the pool rolls back every
     # connection it gets back, most of them with nothing to undo).
     def commit(self):
-        try:
-            if self._connection.in_transaction:
-                tpool.execute(self._connection.commit)
-        finally:
-            self.after_statement()
+        self._end_transaction(self._connection.commit)
 
     def rollback(self):
+        self._end_transaction(self._connection.rollback)
+
+    def _end_transaction(self, end):
         try:
             if self._connection.in_transaction:
-                tpool.execute(self._connection.rollback)
+                tpool.execute(end)
         finally:
             self.after_statement()
 
